@@ -1,0 +1,49 @@
+# Kiln — the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/kilnai/kiln/internal/app.Version=$(VERSION)
+ORT_DIR := third_party/onnxruntime
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
+FUZZTIME ?= 10s
+export KILN_ORT_LIB ?= $(CURDIR)/$(ORT_DIR)/libonnxruntime.so.1
+
+.PHONY: all run build test unit fuzz lint ort bench clean
+
+all: build
+
+## ort: fetch the ONNX Runtime 1.30 shared library (checksummed, cached)
+ort:
+	@scripts/fetch-ort.sh $(ORT_DIR)
+
+## build: build bin/kiln
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/kiln ./cmd/kiln
+
+## run: fetch what is needed, build, and serve the demo models
+run: ort build
+	@scripts/run-banner.sh
+	@exec bin/kiln serve --model-repository models --log-format text
+
+## test: every test (unit with -race, conformance, e2e on the built binary) and short fuzz runs
+test: ort
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 12m ./...
+	@$(MAKE) --no-print-directory fuzz
+
+## fuzz: run every fuzz target for FUZZTIME (default 10s)
+fuzz:
+	@scripts/fuzz.sh $(FUZZTIME)
+
+## lint: gofmt, go vet, staticcheck
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+## bench: side-by-side benchmarks (see docs/benchmarks.md)
+bench: ort build
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/tensor/ ./internal/httpapi/ ./internal/batching/ ./internal/inference/onnx/
+
+clean:
+	rm -rf bin

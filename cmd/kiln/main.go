@@ -1,0 +1,21 @@
+// Command kiln is Kiln's single binary: model server and command-line client.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kilnai/kiln/internal/cli"
+
+	// Built-in backends.
+	_ "github.com/kilnai/kiln/internal/inference/onnx"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,155 @@
+// Package app builds Kiln's object graph from a server configuration and
+// runs its long-lived parts (model manager, HTTP API) together until the
+// context ends, then shuts them down gracefully.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/kilnai/kiln/internal/catalog"
+	"github.com/kilnai/kiln/internal/config"
+	"github.com/kilnai/kiln/internal/httpapi"
+	"github.com/kilnai/kiln/internal/inference"
+	"github.com/kilnai/kiln/internal/serving"
+)
+
+// Version is Kiln's version, set at build time with -ldflags.
+var Version = "dev"
+
+// App is a configured Kiln server.
+type App struct {
+	cfg      config.Server
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	manager  *serving.Manager
+	http     *httpapi.Server
+	httpLn   net.Listener
+	ready    chan struct{}
+	httpAddr string
+}
+
+// New wires a server from cfg. It opens listeners (so a port conflict
+// fails here, before anything loads) but serves nothing until Run.
+func New(cfg config.Server, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+	}
+	if st, err := os.Stat(cfg.ModelRepository); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("model repository %q is not a directory", cfg.ModelRepository)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var backends []inference.Backend
+	for _, name := range inference.RegisteredBackends() {
+		b, err := inference.NewBackend(name, inference.BackendOptions{
+			Logger:   log.With("backend", name),
+			Settings: map[string]string{"ort_lib": cfg.ORTLib},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("backend %s: %w", name, err)
+		}
+		backends = append(backends, b)
+	}
+	mgr := serving.New(serving.Options{
+		Catalog:     catalog.NewRepository(cfg.ModelRepository),
+		Backends:    backends,
+		Logger:      log.With("component", "serving"),
+		Registerer:  reg,
+		MaxElements: cfg.MaxElements,
+	})
+	a := &App{cfg: cfg, log: log, reg: reg, manager: mgr, ready: make(chan struct{})}
+	if cfg.HTTP != "" {
+		a.http = httpapi.New(httpapi.Options{
+			Manager:        mgr,
+			Logger:         log.With("component", "http"),
+			Gatherer:       reg,
+			Registerer:     reg,
+			ServerVersion:  Version,
+			MaxRequestSize: int64(cfg.MaxRequestSize),
+			MaxElements:    cfg.MaxElements,
+		})
+		ln, err := net.Listen("tcp", cfg.HTTP)
+		if err != nil {
+			return nil, fmt.Errorf("http listener: %w", err)
+		}
+		a.httpLn = ln
+		a.httpAddr = ln.Addr().String()
+	}
+	return a, nil
+}
+
+// HTTPAddr is the address the HTTP API listens on ("" if disabled).
+func (a *App) HTTPAddr() string { return a.httpAddr }
+
+// Ready is closed once the initial models have been loaded.
+func (a *App) Ready() <-chan struct{} { return a.ready }
+
+// Run serves until ctx ends, then shuts down: readiness turns false, the
+// listeners close, in-flight requests finish (bounded by a timeout) and
+// models are unloaded.
+func (a *App) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	var srv *http.Server
+	if a.http != nil {
+		srv = &http.Server{
+			Handler:           a.http,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		}
+		go func() {
+			if err := srv.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http server: %w", err)
+			}
+		}()
+		a.log.Info("HTTP API listening", "addr", a.httpAddr)
+	}
+	repo, _ := filepath.Abs(a.cfg.ModelRepository)
+	a.log.Info("loading models", "repository", repo)
+	if err := a.manager.LoadAll(ctx); err != nil {
+		a.log.Error("model repository", "err", err)
+	}
+	if a.http != nil {
+		a.http.SetStarted()
+	}
+	close(a.ready)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	a.log.Info("shutting down")
+	if a.http != nil {
+		a.http.SetDraining()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if srv != nil {
+		if err := srv.Shutdown(sctx); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("http shutdown: %w", err))
+		}
+	}
+	if err := a.manager.Close(sctx); err != nil {
+		runErr = errors.Join(runErr, err)
+	}
+	a.log.Info("stopped")
+	return runErr
+}
