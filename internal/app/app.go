@@ -130,17 +130,33 @@ func (a *App) Run(ctx context.Context) error {
 		a.http.SetStarted()
 	}
 	close(a.ready)
+	pollCtx, stopPoll := context.WithCancel(context.Background())
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		if every := a.cfg.RepositoryPoll.D(); every > 0 {
+			a.log.Info("polling the model repository", "every", every)
+			a.manager.Poll(pollCtx, every)
+		}
+	}()
 
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
-	a.log.Info("shutting down")
+	stopPoll()
+	<-pollDone
+	a.log.Info("shutting down: readiness is now 503", "drain_delay", a.cfg.DrainDelay.D(), "exit_timeout", a.cfg.ExitTimeout.D())
 	if a.http != nil {
 		a.http.SetDraining()
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if runErr == nil {
+		// Load balancers see readiness fail and stop sending; requests that
+		// still arrive meanwhile are served.
+		time.Sleep(a.cfg.DrainDelay.D())
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), max(a.cfg.ExitTimeout.D(), time.Millisecond))
 	defer cancel()
 	if srv != nil {
 		if err := srv.Shutdown(sctx); err != nil {

@@ -34,6 +34,29 @@ type Model struct {
 	DynamicBatching *DynamicBatching `yaml:"dynamic_batching,omitempty" json:"dynamic_batching,omitempty"`
 	VersionPolicy   *VersionPolicy   `yaml:"version_policy,omitempty" json:"version_policy,omitempty"`
 	Parameters      Params           `yaml:"parameters,omitempty" json:"parameters,omitempty"`
+	// Warmup samples run on every instance before a version is READY.
+	Warmup []Warmup `yaml:"warmup,omitempty" json:"warmup,omitempty"`
+	// ResponseCache caches responses keyed by version and input tensors.
+	ResponseCache bool `yaml:"response_cache,omitempty" json:"response_cache,omitempty"`
+}
+
+// Warmup is one warm-up sample: inputs built from zeros, random values or
+// a file, run Count times (at least once) at BatchSize rows.
+type Warmup struct {
+	Name      string                 `yaml:"name" json:"name"`
+	BatchSize int                    `yaml:"batch_size,omitempty" json:"batch_size,omitempty"`
+	Count     int                    `yaml:"count,omitempty" json:"count,omitempty"`
+	Inputs    map[string]WarmupInput `yaml:"inputs,omitempty" json:"inputs,omitempty"`
+}
+
+// WarmupInput says how to fill one input. Dims (without the batch
+// dimension) are needed only where the model's are variable. Exactly one
+// of ZeroData, RandomData and InputDataFile; none means zeros.
+type WarmupInput struct {
+	Dims          []int64 `yaml:"dims,omitempty" json:"dims,omitempty"`
+	ZeroData      bool    `yaml:"zero_data,omitempty" json:"zero_data,omitempty"`
+	RandomData    bool    `yaml:"random_data,omitempty" json:"random_data,omitempty"`
+	InputDataFile string  `yaml:"input_data_file,omitempty" json:"input_data_file,omitempty"`
 }
 
 // TensorConfig declares one input or output. Dims exclude the batch
@@ -248,6 +271,30 @@ func (m *Model) Validate() error {
 		for _, s := range db.PreferredBatchSizes {
 			if s < 1 || (m.MaxBatchSize != nil && *m.MaxBatchSize > 0 && s > *m.MaxBatchSize) {
 				bad("dynamic_batching.preferred_batch_sizes: %d is outside 1..max_batch_size", s)
+			}
+		}
+	}
+	for i, w := range m.Warmup {
+		if w.Name == "" {
+			bad("warmup[%d]: name is required", i)
+		}
+		if w.BatchSize < 0 || w.Count < 0 {
+			bad("warmup[%d] %q: batch_size and count must be >= 0", i, w.Name)
+		}
+		for in, spec := range w.Inputs {
+			n := 0
+			for _, b := range []bool{spec.ZeroData, spec.RandomData, spec.InputDataFile != ""} {
+				if b {
+					n++
+				}
+			}
+			if n > 1 {
+				bad("warmup[%d] %q input %q: set only one of zero_data, random_data, input_data_file", i, w.Name, in)
+			}
+			for _, d := range spec.Dims {
+				if d < 0 {
+					bad("warmup[%d] %q input %q: dims must be >= 0", i, w.Name, in)
+				}
 			}
 		}
 	}

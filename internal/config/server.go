@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/goccy/go-yaml"
 )
@@ -25,6 +26,11 @@ type Server struct {
 	MaxElements     int64    `yaml:"max_tensor_elements" env:"KILN_MAX_TENSOR_ELEMENTS" usage:"largest element count of one tensor"`
 	ORTLib          string   `yaml:"ort_lib" env:"KILN_ORT_LIB" usage:"path of libonnxruntime.so.1 (default: found next to the binary or in third_party/onnxruntime)"`
 	Insecure        bool     `yaml:"insecure" env:"KILN_INSECURE" usage:"allow listening on non-loopback addresses without authentication"`
+	RepositoryPoll  Duration `yaml:"repository_poll" env:"KILN_REPOSITORY_POLL" usage:"rescan the model repository this often and apply changes (0 = never)"`
+	DrainDelay      Duration `yaml:"drain_delay" env:"KILN_DRAIN_DELAY" usage:"on SIGTERM, keep accepting requests this long after readiness turns 503"`
+	ExitTimeout     Duration `yaml:"exit_timeout" env:"KILN_EXIT_TIMEOUT" usage:"on shutdown, wait at most this long for in-flight and queued requests"`
+	Cache           string   `yaml:"cache" env:"KILN_CACHE" usage:"response cache: memory (in-process LRU) or redis://host:port/db (shared by replicas)"`
+	CacheSize       ByteSize `yaml:"cache_size" env:"KILN_CACHE_SIZE" usage:"byte budget of the in-process response cache"`
 }
 
 // DefaultServer returns the defaults: loopback listeners, ./models, ./data.
@@ -38,6 +44,10 @@ func DefaultServer() Server {
 		LogFormat:       "auto",
 		MaxRequestSize:  64 << 20,
 		MaxElements:     64 << 20,
+		DrainDelay:      Duration(2 * time.Second),
+		ExitTimeout:     Duration(30 * time.Second),
+		Cache:           "memory",
+		CacheSize:       256 << 20,
 	}
 }
 
@@ -133,6 +143,9 @@ func (s *Server) Validate() error {
 	}
 	if s.MaxElements <= 0 {
 		errs = append(errs, errors.New("max_tensor_elements must be > 0"))
+	}
+	if s.Cache != "" && s.Cache != "memory" && !strings.HasPrefix(s.Cache, "redis://") && !strings.HasPrefix(s.Cache, "rediss://") {
+		errs = append(errs, fmt.Errorf("cache %q: want memory or redis://host:port/db", s.Cache))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))

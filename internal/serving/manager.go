@@ -222,7 +222,7 @@ func (m *Manager) Load(ctx context.Context, name string) error {
 			continue
 		}
 		m.metrics.setState(name, strconv.FormatInt(n, 10), StateLoading)
-		v, err := m.loadVersion(ctx, name, cm.Config, cv, key)
+		v, err := m.loadVersion(ctx, name, cm.Dir, cm.Config, cv, key)
 		if err != nil {
 			m.log.Error("model version failed to load", "model", name, "version", n, "err", err)
 			failed[n] = err.Error()
@@ -341,7 +341,7 @@ func loadKey(cfg *config.Model, v catalog.Version) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func (m *Manager) loadVersion(ctx context.Context, name string, cfg *config.Model, cv catalog.Version, key string) (*version, error) {
+func (m *Manager) loadVersion(ctx context.Context, name, dir string, cfg *config.Model, cv catalog.Version, key string) (*version, error) {
 	backendName := cfg.Backend
 	if backendName == "" {
 		backendName = cv.Backend
@@ -390,6 +390,10 @@ func (m *Manager) loadVersion(ctx context.Context, name string, cfg *config.Mode
 	}
 	v.cfg, v.meta = eff, served
 	v.batching = *eff.MaxBatchSize > 0
+	if err := v.warmup(ctx, dir); err != nil {
+		closeAll()
+		return nil, err
+	}
 	b, err := batching.New(batcherConfig(eff), v.execute)
 	if err != nil {
 		closeAll()
