@@ -235,6 +235,9 @@ func ByteSize(dt DataType, s Shape, max int64) (int64, error) {
 	if !dt.Valid() {
 		return 0, fmt.Errorf("%w: invalid datatype", ErrInvalid)
 	}
+	if n > math.MaxInt64/int64(dt.Size()) {
+		return 0, fmt.Errorf("%w: %s%v overflows the byte size", ErrTooLarge, dt, s)
+	}
 	return n * int64(dt.Size()), nil
 }
 
@@ -259,8 +262,12 @@ func (t *Tensor) Validate(max int64) error {
 		}
 		return nil
 	}
-	if want := n * int64(t.DataType.Size()); int64(len(t.Data)) != want {
-		return fmt.Errorf("%w: %q has %d data bytes, %s%v needs %d", ErrInvalid, t.Name, len(t.Data), t.DataType, t.Shape, want)
+	size := int64(t.DataType.Size())
+	if have := int64(len(t.Data)); have%size != 0 || have/size != n {
+		if n > math.MaxInt64/size {
+			return fmt.Errorf("%w: %q: %s%v overflows the byte size", ErrTooLarge, t.Name, t.DataType, t.Shape)
+		}
+		return fmt.Errorf("%w: %q has %d data bytes, %s%v needs %d", ErrInvalid, t.Name, len(t.Data), t.DataType, t.Shape, n*size)
 	}
 	return nil
 }
