@@ -22,6 +22,7 @@ import (
 	"github.com/kilnai/kiln/internal/httpapi"
 	"github.com/kilnai/kiln/internal/inference"
 	"github.com/kilnai/kiln/internal/serving"
+	"github.com/kilnai/kiln/internal/serving/respcache"
 )
 
 // Version is Kiln's version, set at build time with -ldflags.
@@ -33,6 +34,7 @@ type App struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	manager  *serving.Manager
+	cache    respcache.Cache
 	http     *httpapi.Server
 	httpLn   net.Listener
 	ready    chan struct{}
@@ -67,14 +69,19 @@ func New(cfg config.Server, log *slog.Logger) (*App, error) {
 		}
 		backends = append(backends, b)
 	}
+	cache, err := respcache.Open(context.Background(), cfg.Cache, int64(cfg.CacheSize))
+	if err != nil {
+		return nil, fmt.Errorf("response cache: %w", err)
+	}
 	mgr := serving.New(serving.Options{
+		Cache:       cache,
 		Catalog:     catalog.NewRepository(cfg.ModelRepository),
 		Backends:    backends,
 		Logger:      log.With("component", "serving"),
 		Registerer:  reg,
 		MaxElements: cfg.MaxElements,
 	})
-	a := &App{cfg: cfg, log: log, reg: reg, manager: mgr, ready: make(chan struct{})}
+	a := &App{cfg: cfg, log: log, reg: reg, manager: mgr, cache: cache, ready: make(chan struct{})}
 	if cfg.HTTP != "" {
 		a.http = httpapi.New(httpapi.Options{
 			Manager:        mgr,
@@ -165,6 +172,9 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if err := a.manager.Close(sctx); err != nil {
 		runErr = errors.Join(runErr, err)
+	}
+	if err := a.cache.Close(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("response cache: %w", err))
 	}
 	a.log.Info("stopped")
 	return runErr

@@ -8,8 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kilnai/kiln/internal/catalog"
+	"github.com/kilnai/kiln/internal/inference"
 	"github.com/kilnai/kiln/internal/inference/inferencetest"
 	"github.com/kilnai/kiln/internal/serving"
+	"github.com/kilnai/kiln/internal/serving/respcache"
 	"github.com/kilnai/kiln/internal/tensor"
 )
 
@@ -159,5 +162,71 @@ func TestSync(t *testing.T) {
 	}
 	if open := fake.Open(); open != 1 {
 		t.Fatalf("%d instances open, want only a's version 2", open)
+	}
+}
+
+func TestResponseCache(t *testing.T) {
+	dir := repo(t, map[string]string{
+		"m/config.yaml":       "max_batch_size: 8\nresponse_cache: true\n",
+		"m/1/model.fake.json": fakeSpec,
+		"m/2/model.fake.json": fakeSpec,
+		"n/1/model.fake.json": fakeSpec, // caching off
+	})
+	fake := inferencetest.NewFake()
+	m := serving.New(serving.Options{
+		Catalog:  catalog.NewRepository(dir),
+		Backends: []inference.Backend{fake},
+		Cache:    respcache.NewLRU(1 << 20),
+	})
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	if err := m.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	in := rowsInput(2, 7)
+	infer := func(model string) *serving.Response {
+		t.Helper()
+		resp, err := m.Infer(context.Background(), model, "", &serving.Request{Inputs: []tensor.Tensor{in}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkOutput(t, resp, in)
+		return resp
+	}
+	infer("m")
+	infer("m")
+	infer("n")
+	infer("n")
+	calls := len(fake.Calls())
+	if calls != 3 {
+		t.Fatalf("backend ran %d times, want 3 (m once, n twice)", calls)
+	}
+	st, _ := m.Statistics("m", "2")
+	if st[0].CacheHit.Count != 1 || st[0].CacheMiss.Count != 1 || st[0].Success.Count != 2 || st[0].InferenceCount != 2 {
+		t.Fatalf("stats %+v", st[0])
+	}
+	// Another version never answers from version 2's entries.
+	if err := os.WriteFile(filepath.Join(dir, "m", "config.yaml"), []byte("max_batch_size: 8\nresponse_cache: true\nversion_policy: {specific: [1]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Load(context.Background(), "m"); err != nil {
+		t.Fatal(err)
+	}
+	if resp := infer("m"); resp.Version != 1 {
+		t.Fatalf("version %d", resp.Version)
+	}
+	if len(fake.Calls()) != calls+1 {
+		t.Fatal("version 1 was answered from version 2's cache entry")
+	}
+	// A reload of the same version number with a changed file misses too.
+	spec := filepath.Join(dir, "m", "1", "model.fake.json")
+	if err := os.WriteFile(spec, []byte(fakeSpec+" "), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Load(context.Background(), "m"); err != nil {
+		t.Fatal(err)
+	}
+	infer("m")
+	if len(fake.Calls()) != calls+2 {
+		t.Fatal("a changed model file was answered from the old file's cache entry")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"github.com/kilnai/kiln/internal/catalog"
 	"github.com/kilnai/kiln/internal/config"
 	"github.com/kilnai/kiln/internal/inference"
+	"github.com/kilnai/kiln/internal/serving/respcache"
 	"github.com/kilnai/kiln/internal/tensor"
 )
 
@@ -35,6 +37,9 @@ type Options struct {
 	MaxElements int64
 	// LoadParallelism bounds concurrent model loads in LoadAll (default 2).
 	LoadParallelism int
+	// Cache stores responses of models whose config sets response_cache
+	// (nil: no response caching).
+	Cache respcache.Cache
 }
 
 // Manager owns every loaded model version.
@@ -394,6 +399,14 @@ func (m *Manager) loadVersion(ctx context.Context, name, dir string, cfg *config
 		closeAll()
 		return nil, err
 	}
+	if eff.ResponseCache {
+		id, err := contentID(cv.Path, eff)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		v.cacheID = name + "@" + id
+	}
 	b, err := batching.New(batcherConfig(eff), v.execute)
 	if err != nil {
 		closeAll()
@@ -409,6 +422,22 @@ func (m *Manager) loadVersion(ctx context.Context, name, dir string, cfg *config
 	m.metrics.loadTime.With(v.metrics.labels).Set(v.loadDuration.Seconds())
 	m.metrics.memory.With(v.metrics.labels).Set(float64(v.memBytes))
 	return v, nil
+}
+
+// contentID digests a model file and its effective config.
+func contentID(path string, cfg *config.Model) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hashing %s: %w", path, err)
+	}
+	cj, _ := json.Marshal(cfg)
+	h.Write(cj)
+	return hex.EncodeToString(h.Sum(nil)[:12]), nil
 }
 
 func (s *snapshot) clone() *snapshot {

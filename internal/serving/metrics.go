@@ -20,6 +20,8 @@ type metrics struct {
 	state      *prometheus.GaugeVec
 	loadTime   *prometheus.GaugeVec
 	memory     *prometheus.GaugeVec
+	cacheHits  *prometheus.CounterVec
+	cacheMiss  *prometheus.CounterVec
 }
 
 // latencyBuckets span 50µs to ~10s.
@@ -68,10 +70,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		memory: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kiln_model_memory_bytes", Help: "Resident memory a model version added when it loaded (RSS delta).",
 		}, mv),
+		cacheHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_response_cache_hits_total", Help: "Requests answered from the response cache.",
+		}, mv),
+		cacheMiss: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_response_cache_misses_total", Help: "Response cache lookups that missed.",
+		}, mv),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.requests, m.failures, m.duration, m.queue, m.compute, m.batchSize,
-			m.inferences, m.executions, m.pending, m.state, m.loadTime, m.memory} {
+			m.inferences, m.executions, m.pending, m.state, m.loadTime, m.memory, m.cacheHits, m.cacheMiss} {
 			reg.MustRegister(c)
 		}
 	}
@@ -81,31 +89,35 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // versionMetrics are the per-version children, resolved once at load so the
 // hot path does no label lookups.
 type versionMetrics struct {
-	requests   prometheus.Counter
-	duration   prometheus.Observer
-	queue      prometheus.Observer
-	compute    prometheus.Observer
-	batchSize  prometheus.Observer
-	inferences prometheus.Counter
-	executions prometheus.Counter
-	pending    prometheus.Gauge
-	failures   *prometheus.CounterVec
-	labels     prometheus.Labels
+	requests    prometheus.Counter
+	duration    prometheus.Observer
+	queue       prometheus.Observer
+	compute     prometheus.Observer
+	batchSize   prometheus.Observer
+	inferences  prometheus.Counter
+	executions  prometheus.Counter
+	pending     prometheus.Gauge
+	cacheHits   prometheus.Counter
+	cacheMisses prometheus.Counter
+	failures    *prometheus.CounterVec
+	labels      prometheus.Labels
 }
 
 func (m *metrics) forVersion(model, version string) *versionMetrics {
 	l := prometheus.Labels{"model": model, "version": version}
 	return &versionMetrics{
-		requests:   m.requests.With(l),
-		duration:   m.duration.With(l),
-		queue:      m.queue.With(l),
-		compute:    m.compute.With(l),
-		batchSize:  m.batchSize.With(l),
-		inferences: m.inferences.With(l),
-		executions: m.executions.With(l),
-		pending:    m.pending.With(l),
-		failures:   m.failures,
-		labels:     l,
+		requests:    m.requests.With(l),
+		duration:    m.duration.With(l),
+		queue:       m.queue.With(l),
+		compute:     m.compute.With(l),
+		batchSize:   m.batchSize.With(l),
+		inferences:  m.inferences.With(l),
+		executions:  m.executions.With(l),
+		pending:     m.pending.With(l),
+		cacheHits:   m.cacheHits.With(l),
+		cacheMisses: m.cacheMiss.With(l),
+		failures:    m.failures,
+		labels:      l,
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 	"github.com/kilnai/kiln/internal/batching"
 	"github.com/kilnai/kiln/internal/config"
 	"github.com/kilnai/kiln/internal/inference"
-	"github.com/kilnai/kiln/internal/tensor"
+	"github.com/kilnai/kiln/internal/serving/respcache"
 )
 
 // resolve finds the version a request addresses ("" = the highest READY
@@ -70,13 +70,34 @@ func (m *Manager) Infer(ctx context.Context, name, ver string, req *Request) (*R
 	}
 	defer v.release()
 	start := time.Now()
-	j, rows, key, err := v.prepare(req)
+	j, rows, shapeKey, err := v.prepare(req)
 	if err != nil {
 		v.fail(start, "invalid")
 		return nil, err
 	}
+	var cacheKey respcache.Key
+	if m.opts.Cache != nil && v.cfg.ResponseCache {
+		cacheKey = respcache.NewKey(v.cacheID, v.number, j.inputs, req.Outputs)
+		t0 := time.Now()
+		outs, hit, err := m.opts.Cache.Get(ctx, cacheKey)
+		if err != nil {
+			m.log.Warn("response cache lookup failed; computing", "model", name, "version", v.number, "err", err)
+		}
+		if hit {
+			d := time.Since(start)
+			v.stats.cacheHit.add(time.Since(t0))
+			v.stats.success.add(d)
+			v.stats.lastInference.Store(time.Now().UnixMilli())
+			v.metrics.requests.Inc()
+			v.metrics.cacheHits.Inc()
+			v.metrics.duration.Observe(d.Seconds())
+			return &Response{Model: name, Version: v.number, Outputs: outs}, nil
+		}
+		v.stats.cacheMiss.add(time.Since(t0))
+		v.metrics.cacheMisses.Inc()
+	}
 	v.metrics.pending.Inc()
-	outs, info, err := v.batcher.Submit(ctx, j, batching.Options{Rows: rows, ShapeKey: key, Priority: req.Priority, Timeout: req.Timeout})
+	outs, info, err := v.batcher.Submit(ctx, j, batching.Options{Rows: rows, ShapeKey: shapeKey, Priority: req.Priority, Timeout: req.Timeout})
 	v.metrics.pending.Dec()
 	if err != nil {
 		reason := "backend"
@@ -104,6 +125,14 @@ func (m *Manager) Infer(ctx context.Context, name, ver string, req *Request) (*R
 	v.metrics.requests.Inc()
 	v.metrics.duration.Observe(d.Seconds())
 	v.metrics.queue.Observe(info.QueueTime.Seconds())
+	if !cacheKey.IsZero() {
+		// Store with a context of its own: the caller may already be gone.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		if err := m.opts.Cache.Set(sctx, cacheKey, outs); err != nil {
+			m.log.Warn("response cache store failed", "model", name, "version", v.number, "err", err)
+		}
+		cancel()
+	}
 	return &Response{Model: name, Version: v.number, Outputs: outs}, nil
 }
 
@@ -305,5 +334,3 @@ func residentBytes() uint64 {
 	}
 	return pages * uint64(os.Getpagesize())
 }
-
-var _ = tensor.Tensor{}

@@ -29,6 +29,10 @@ type version struct {
 	meta    inference.Metadata
 	key     string // what it was loaded from (file, size, mtime, config); equal key = no reload needed
 	backend string
+	// cacheID names this incarnation's content (model file and effective
+	// config) in response-cache keys, so a reload that changes the file
+	// under the same version number never serves the old answers.
+	cacheID string
 
 	instances []inference.Model
 	batcher   *batching.Batcher[*job, []tensor.Tensor]
