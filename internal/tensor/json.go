@@ -86,6 +86,17 @@ type jsonDecoder struct {
 	// accumulates the storage size.
 	sizing bool
 	size   int
+	num    []byte // scratch for number literals (fastjson's MarshalTo makes its argument escape)
+}
+
+// number returns the literal text of a JSON number value, valid until the
+// next call.
+func (d *jsonDecoder) number(v *fastjson.Value) []byte {
+	if d.num == nil {
+		d.num = make([]byte, 0, 32)
+	}
+	d.num = v.MarshalTo(d.num[:0])
+	return d.num
 }
 
 func (d *jsonDecoder) checkFlat(arr []*fastjson.Value, n int64) error {
@@ -157,7 +168,7 @@ func (d *jsonDecoder) row(vs []*fastjson.Value, off int) error {
 	switch d.dt {
 	case Bool:
 		for i, v := range vs {
-			b, err := jsonBool(v)
+			b, err := d.bool(v)
 			if err != nil {
 				return elemErr(off+i, err)
 			}
@@ -166,7 +177,7 @@ func (d *jsonDecoder) row(vs []*fastjson.Value, off int) error {
 	case Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64:
 		size := d.dt.Size()
 		for i, v := range vs {
-			u, err := jsonInt(v, d.dt)
+			u, err := d.int(v, d.dt)
 			if err != nil {
 				return elemErr(off+i, err)
 			}
@@ -184,7 +195,7 @@ func (d *jsonDecoder) row(vs []*fastjson.Value, off int) error {
 		}
 	case FP32:
 		for i, v := range vs {
-			f, err := jsonFloat(v, 32)
+			f, err := d.float(v, 32)
 			if err != nil {
 				return elemErr(off+i, err)
 			}
@@ -192,7 +203,7 @@ func (d *jsonDecoder) row(vs []*fastjson.Value, off int) error {
 		}
 	case FP64:
 		for i, v := range vs {
-			f, err := jsonFloat(v, 64)
+			f, err := d.float(v, 64)
 			if err != nil {
 				return elemErr(off+i, err)
 			}
@@ -204,7 +215,7 @@ func (d *jsonDecoder) row(vs []*fastjson.Value, off int) error {
 			conv, limit = bfloat16BitsFrom64, 0x1.ffp127 // BF16 max + half an ulp
 		}
 		for i, v := range vs {
-			f, err := jsonFloat(v, 64)
+			f, err := d.float(v, 64)
 			if err != nil {
 				return elemErr(off+i, err)
 			}
@@ -262,38 +273,32 @@ func jsonKind(v *fastjson.Value) string {
 	}
 }
 
-// rawNumber returns the literal text of a JSON number value. buf should be
-// a small stack buffer; the result aliases it (or the parser's memory).
-func rawNumber(v *fastjson.Value, buf []byte) []byte { return v.MarshalTo(buf[:0]) }
-
-func jsonBool(v *fastjson.Value) (byte, error) {
+func (d *jsonDecoder) bool(v *fastjson.Value) (byte, error) {
 	switch v.Type() {
 	case fastjson.TypeTrue:
 		return 1, nil
 	case fastjson.TypeFalse:
 		return 0, nil
 	case fastjson.TypeNumber:
-		var buf [32]byte
-		switch raw := rawNumber(v, buf[:]); string(raw) {
+		switch raw := d.number(v); string(raw) {
 		case "0":
 			return 0, nil
 		case "1":
 			return 1, nil
 		default:
-			return 0, fmt.Errorf("expected a boolean (or 0 or 1), got %s", raw)
+			return 0, fmt.Errorf("expected a boolean (or 0 or 1), got %s", string(raw))
 		}
 	}
 	return 0, fmt.Errorf("expected a boolean, got %s", jsonKind(v))
 }
 
-// jsonInt parses an integer element for the integer type dt and returns
+// int parses an integer element for the integer type dt and returns
 // its two's-complement bits.
-func jsonInt(v *fastjson.Value, dt DataType) (uint64, error) {
+func (d *jsonDecoder) int(v *fastjson.Value, dt DataType) (uint64, error) {
 	if v.Type() != fastjson.TypeNumber {
 		return 0, fmt.Errorf("expected an integer, got %s", jsonKind(v))
 	}
-	var buf [32]byte
-	raw := rawNumber(v, buf[:])
+	raw := d.number(v)
 	neg, mag, err := ParseJSONInt(raw)
 	if err != nil {
 		return 0, err
@@ -305,7 +310,7 @@ func jsonInt(v *fastjson.Value, dt DataType) (uint64, error) {
 		!signed && bits < 64 && mag >= 1<<bits,
 		signed && !neg && mag >= 1<<(bits-1),
 		signed && neg && mag > 1<<(bits-1):
-		return 0, fmt.Errorf("%s is out of range for %s", raw, dt)
+		return 0, fmt.Errorf("%s is out of range for %s", string(raw), dt)
 	}
 	if neg {
 		return -mag, nil
@@ -320,10 +325,10 @@ func jsonInt(v *fastjson.Value, dt DataType) (uint64, error) {
 func ParseJSONInt(raw []byte) (neg bool, mag uint64, err error) {
 	valid, integer := ScanJSONNumber(raw)
 	if !valid {
-		return false, 0, fmt.Errorf("malformed number %q", raw)
+		return false, 0, fmt.Errorf("malformed number %q", string(raw))
 	}
 	if !integer {
-		return false, 0, fmt.Errorf("%s is not an integer", raw)
+		return false, 0, fmt.Errorf("%s is not an integer", string(raw))
 	}
 	s := raw
 	if s[0] == '-' {
@@ -332,7 +337,7 @@ func ParseJSONInt(raw []byte) (neg bool, mag uint64, err error) {
 	for _, c := range s {
 		d := uint64(c - '0')
 		if mag > (math.MaxUint64-d)/10 {
-			return false, 0, fmt.Errorf("%s is out of range", raw)
+			return false, 0, fmt.Errorf("%s is out of range", string(raw))
 		}
 		mag = mag*10 + d
 	}
@@ -386,8 +391,8 @@ func ScanJSONNumber(s []byte) (valid, integer bool) {
 	return valid, valid && integer
 }
 
-// jsonFloat parses a floating-point element, rounding once to bitSize.
-func jsonFloat(v *fastjson.Value, bitSize int) (float64, error) {
+// float parses a floating-point element, rounding once to bitSize.
+func (d *jsonDecoder) float(v *fastjson.Value, bitSize int) (float64, error) {
 	switch v.Type() {
 	case fastjson.TypeNumber:
 	case fastjson.TypeString:
@@ -399,14 +404,13 @@ func jsonFloat(v *fastjson.Value, bitSize int) (float64, error) {
 	default:
 		return 0, fmt.Errorf("expected a number, got %s", jsonKind(v))
 	}
-	var buf [32]byte
-	raw := rawNumber(v, buf[:])
+	raw := d.number(v)
 	if valid, _ := ScanJSONNumber(raw); !valid {
-		return 0, fmt.Errorf(`malformed number %q (write non-finite values as the strings "NaN", "Infinity", "-Infinity")`, raw)
+		return 0, fmt.Errorf(`malformed number %q (write non-finite values as the strings "NaN", "Infinity", "-Infinity")`, string(raw))
 	}
 	f, err := strconv.ParseFloat(string(raw), bitSize)
 	if err != nil {
-		return 0, fmt.Errorf("%s is out of range for a %d-bit float", raw, bitSize)
+		return 0, fmt.Errorf("%s is out of range for a %d-bit float", string(raw), bitSize)
 	}
 	return f, nil
 }
