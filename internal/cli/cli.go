@@ -50,6 +50,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newServe(), newInfer(), newModels(), newVersion())
+	root.AddCommand(newBench())
 	return root
 }
 
