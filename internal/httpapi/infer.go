@@ -128,7 +128,10 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	anyBinary := jsonLen < len(b)
+	anyBinary := false
+	for _, bin := range wantBinary {
+		anyBinary = anyBinary || bin
+	}
 	if anyBinary {
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set("Inference-Header-Content-Length", strconv.Itoa(jsonLen))
