@@ -16,9 +16,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
 
 	"github.com/kilnai/kiln/internal/catalog"
 	"github.com/kilnai/kiln/internal/config"
+	"github.com/kilnai/kiln/internal/grpcapi"
 	"github.com/kilnai/kiln/internal/httpapi"
 	"github.com/kilnai/kiln/internal/inference"
 	"github.com/kilnai/kiln/internal/serving"
@@ -39,6 +41,10 @@ type App struct {
 	httpLn   net.Listener
 	ready    chan struct{}
 	httpAddr string
+	grpc     *grpcapi.Server
+	grpcSrv  *grpc.Server
+	grpcLn   net.Listener
+	grpcAddr string
 }
 
 // New wires a server from cfg. It opens listeners (so a port conflict
@@ -99,8 +105,31 @@ func New(cfg config.Server, log *slog.Logger) (*App, error) {
 		a.httpLn = ln
 		a.httpAddr = ln.Addr().String()
 	}
+	if cfg.GRPC != "" {
+		a.grpc = grpcapi.New(grpcapi.Options{
+			Manager:       mgr,
+			Logger:        log.With("component", "grpc"),
+			ServerVersion: Version,
+			MaxElements:   cfg.MaxElements,
+			Extensions:    httpapi.Extensions,
+		})
+		a.grpcSrv = grpcapi.NewGRPCServer(int64(cfg.MaxRequestSize))
+		a.grpc.Register(a.grpcSrv)
+		ln, err := net.Listen("tcp", cfg.GRPC)
+		if err != nil {
+			if a.httpLn != nil {
+				a.httpLn.Close()
+			}
+			return nil, fmt.Errorf("grpc listener: %w", err)
+		}
+		a.grpcLn = ln
+		a.grpcAddr = ln.Addr().String()
+	}
 	return a, nil
 }
+
+// GRPCAddr is the address the gRPC API listens on ("" if disabled).
+func (a *App) GRPCAddr() string { return a.grpcAddr }
 
 // HTTPAddr is the address the HTTP API listens on ("" if disabled).
 func (a *App) HTTPAddr() string { return a.httpAddr }
@@ -128,6 +157,14 @@ func (a *App) Run(ctx context.Context) error {
 		}()
 		a.log.Info("HTTP API listening", "addr", a.httpAddr)
 	}
+	if a.grpcSrv != nil {
+		go func() {
+			if err := a.grpcSrv.Serve(a.grpcLn); err != nil {
+				errc <- fmt.Errorf("grpc server: %w", err)
+			}
+		}()
+		a.log.Info("gRPC API listening", "addr", a.grpcAddr)
+	}
 	repo, _ := filepath.Abs(a.cfg.ModelRepository)
 	a.log.Info("loading models", "repository", repo)
 	if err := a.manager.LoadAll(ctx); err != nil {
@@ -136,6 +173,10 @@ func (a *App) Run(ctx context.Context) error {
 	if a.http != nil {
 		a.http.SetStarted()
 	}
+	if a.grpc != nil {
+		a.grpc.SetStarted()
+	}
+	a.log.Info("kiln is ready", "http", a.httpAddr, "grpc", a.grpcAddr)
 	close(a.ready)
 	pollCtx, stopPoll := context.WithCancel(context.Background())
 	pollDone := make(chan struct{})
@@ -158,6 +199,9 @@ func (a *App) Run(ctx context.Context) error {
 	if a.http != nil {
 		a.http.SetDraining()
 	}
+	if a.grpc != nil {
+		a.grpc.SetDraining()
+	}
 	if runErr == nil {
 		// Load balancers see readiness fail and stop sending; requests that
 		// still arrive meanwhile are served.
@@ -165,10 +209,27 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), max(a.cfg.ExitTimeout.D(), time.Millisecond))
 	defer cancel()
+	// Listeners close; in-flight and queued requests finish.
+	grpcDone := make(chan struct{})
+	go func() {
+		defer close(grpcDone)
+		if a.grpcSrv != nil {
+			a.grpcSrv.GracefulStop()
+		}
+	}()
 	if srv != nil {
 		if err := srv.Shutdown(sctx); err != nil {
 			runErr = errors.Join(runErr, fmt.Errorf("http shutdown: %w", err))
 		}
+	}
+	select {
+	case <-grpcDone:
+	case <-sctx.Done():
+		if a.grpcSrv != nil {
+			a.grpcSrv.Stop()
+		}
+		<-grpcDone
+		runErr = errors.Join(runErr, errors.New("grpc shutdown: exit timeout reached; open streams were cut"))
 	}
 	if err := a.manager.Close(sctx); err != nil {
 		runErr = errors.Join(runErr, err)

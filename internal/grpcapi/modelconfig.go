@@ -48,7 +48,7 @@ func modelConfig(c *config.Model) *pb.ModelConfig {
 		mbs = *c.MaxBatchSize
 	}
 	backend, platform := c.Backend, ""
-	if backend == "onnx" || backend == "" {
+	if backend == "onnx" {
 		backend, platform = "onnxruntime", "onnxruntime_onnx"
 	}
 	out := &pb.ModelConfig{

@@ -322,7 +322,7 @@ func TestModelInferErrors(t *testing.T) {
 		{"priority as a string", with(func(r *pb.ModelInferRequest) {
 			r.Parameters = map[string]*pb.InferParameter{"priority": {ParameterChoice: &pb.InferParameter_StringParam{StringParam: "high"}}}
 		}), codes.InvalidArgument, "priority"},
-		{"priority above the levels", with(func(r *pb.ModelInferRequest) { r.Parameters = map[string]*pb.InferParameter{"priority": i64(3)} }), codes.InvalidArgument, "priority"},
+		{"priority above the levels falls back to the default", with(func(r *pb.ModelInferRequest) { r.Parameters = map[string]*pb.InferParameter{"priority": i64(3)} }), codes.OK, ""},
 		{"priority 1 of 1", with(func(r *pb.ModelInferRequest) { r.Parameters = map[string]*pb.InferParameter{"priority": i64(1)} }), codes.OK, ""},
 		{"negative timeout", with(func(r *pb.ModelInferRequest) { r.Parameters = map[string]*pb.InferParameter{"timeout": i64(-5)} }), codes.InvalidArgument, "timeout"},
 		{"generous timeout", with(func(r *pb.ModelInferRequest) {

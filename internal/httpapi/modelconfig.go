@@ -29,9 +29,8 @@ func tritonConfig(c *config.Model) map[string]any {
 	if c.MaxBatchSize != nil {
 		mbs = *c.MaxBatchSize
 	}
-	backend := c.Backend
-	platform := ""
-	if backend == "onnx" || backend == "" {
+	backend, platform := c.Backend, ""
+	if backend == "onnx" {
 		backend, platform = "onnxruntime", "onnxruntime_onnx"
 	}
 	out := map[string]any{

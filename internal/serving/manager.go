@@ -393,6 +393,7 @@ func (m *Manager) loadVersion(ctx context.Context, name, dir string, cfg *config
 		closeAll()
 		return nil, err
 	}
+	eff.Backend = backendName
 	v.cfg, v.meta = eff, served
 	v.batching = *eff.MaxBatchSize > 0
 	if err := v.warmup(ctx, dir); err != nil {

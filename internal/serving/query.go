@@ -97,7 +97,11 @@ func (m *Manager) Infer(ctx context.Context, name, ver string, req *Request) (*R
 		v.metrics.cacheMisses.Inc()
 	}
 	v.metrics.pending.Inc()
-	outs, info, err := v.batcher.Submit(ctx, j, batching.Options{Rows: rows, ShapeKey: shapeKey, Priority: req.Priority, Timeout: req.Timeout})
+	prio := req.Priority
+	if levels := v.priorityLevels(); prio > levels {
+		prio = 0 // as Triton does: an out-of-range priority means the default level
+	}
+	outs, info, err := v.batcher.Submit(ctx, j, batching.Options{Rows: rows, ShapeKey: shapeKey, Priority: prio, Timeout: req.Timeout})
 	v.metrics.pending.Dec()
 	if err != nil {
 		reason := "backend"

@@ -299,3 +299,11 @@ func batcherConfig(cfg *config.Model) batching.Config {
 	}
 	return bc
 }
+
+// priorityLevels is the number of priority levels (at least 1).
+func (v *version) priorityLevels() int {
+	if db := v.cfg.DynamicBatching; db != nil && db.PriorityLevels > 1 {
+		return db.PriorityLevels
+	}
+	return 1
+}

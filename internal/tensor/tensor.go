@@ -136,35 +136,25 @@ func (s Shape) Elements(max int64) (int64, error) {
 	if max <= 0 {
 		max = DefaultMaxElements
 	}
-	n := int64(1)
 	zero := false
 	for i, d := range s {
 		if d < 0 {
 			return 0, fmt.Errorf("%w: dimension %d is negative (%d)", ErrInvalid, i, d)
 		}
-		if d == 0 {
-			zero = true
-			continue
-		}
+		zero = zero || d == 0
+	}
+	if zero {
+		return 0, nil // an empty tensor, whatever its other dimensions
+	}
+	n := int64(1)
+	for _, d := range s {
 		if n > math.MaxInt64/d {
 			return 0, fmt.Errorf("%w: shape %v overflows the element count", ErrTooLarge, s)
 		}
 		n *= d
-		if n > max && !zero {
-			// keep scanning for a zero dimension that makes the tensor empty
-			for _, r := range s[i+1:] {
-				if r < 0 {
-					return 0, fmt.Errorf("%w: dimension is negative (%d)", ErrInvalid, r)
-				}
-				if r == 0 {
-					return 0, nil
-				}
-			}
-			return 0, fmt.Errorf("%w: shape %v has %d+ elements, limit is %d", ErrTooLarge, s, n, max)
+		if n > max {
+			return 0, fmt.Errorf("%w: shape %v has more than %d elements (the limit)", ErrTooLarge, s, max)
 		}
-	}
-	if zero {
-		return 0, nil
 	}
 	return n, nil
 }
