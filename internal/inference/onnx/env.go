@@ -58,6 +58,15 @@ func ensureEnv(explicit string) (string, error) {
 	return path, nil
 }
 
+// RuntimeVersion initialises the ONNX Runtime environment if needed (as
+// Load does) and returns the library's version, e.g. "1.30.0".
+func RuntimeVersion(opts Options) (string, error) {
+	if _, err := ensureEnv(opts.LibraryPath); err != nil {
+		return "", err
+	}
+	return ort.GetVersion(), nil
+}
+
 // LibraryPath resolves the ONNX Runtime shared library: the file named by
 // $KILN_ORT_LIB if set, else explicit if not empty, else the first
 // LibraryRelPath found under the executable's directory or the working

@@ -157,14 +157,14 @@ func (m *model) outputShape(spec inference.TensorSpec, inputs []*tensor.Tensor) 
 	if static(spec.Shape) {
 		return spec.Shape, true, nil
 	}
-	if !isHalf(spec.DataType) {
+	if !isHalf(spec.DataType) || len(inputs) == 0 || len(inputs[0].Shape) == 0 {
 		return nil, false, nil
 	}
 	batch := inputs[0].Shape[0]
 	for _, in := range inputs[1:] {
-		if in.Shape[0] != batch {
-			return nil, false, fmt.Errorf("%w: inputs %q and %q disagree on the batch dimension (%d and %d rows)",
-				inference.ErrInvalidInput, inputs[0].Name, in.Name, batch, in.Shape[0])
+		if len(in.Shape) == 0 || in.Shape[0] != batch {
+			return nil, false, fmt.Errorf("%w: inputs %q and %q disagree on the batch dimension (%d rows, shape %v)",
+				inference.ErrInvalidInput, inputs[0].Name, in.Name, batch, in.Shape)
 		}
 	}
 	shape := spec.Shape.Clone()

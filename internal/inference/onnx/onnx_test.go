@@ -639,6 +639,21 @@ func TestInputEdgeCases(t *testing.T) {
 	})
 }
 
+func TestRuntimeVersion(t *testing.T) {
+	requireORT(t)
+	v, err := RuntimeVersion(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// scripts/fetch-ort.sh installs 1.30.0; KILN_ORT_LIB may name another.
+	if want := "1.30.0"; v != want && os.Getenv(LibraryEnv) == "" {
+		t.Errorf("RuntimeVersion = %q, want %q", v, want)
+	}
+	if !strings.HasPrefix(v, "1.") {
+		t.Errorf("RuntimeVersion = %q, want a 1.x version", v)
+	}
+}
+
 func TestHalfOutputShape(t *testing.T) {
 	m := &model{}
 	spec := inference.TensorSpec{Name: "y", DataType: tensor.FP16, Shape: tensor.Shape{-1, 2}}
