@@ -874,3 +874,10 @@ func BenchmarkInferMLP(b *testing.B) {
 		})
 	}
 }
+
+func TestValueIsNilOnError(t *testing.T) {
+	v, err := value[*ort.Scalar[int32]](nil, errors.New("boom"))
+	if v != nil || err == nil {
+		t.Errorf("value(nil, err) = %v, %v; want a nil ort.Value and the error", v, err)
+	}
+}

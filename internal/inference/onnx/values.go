@@ -18,6 +18,15 @@ type element interface {
 	tensor.Element
 }
 
+// value converts a wrapper constructor's result to an ort.Value that is
+// nil on error (a nil *T in an interface would not be).
+func value[V ort.Value](v V, err error) (ort.Value, error) {
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
 // alignedBytes returns n zero bytes aligned for any element type.
 func alignedBytes(n int) []byte {
 	return tensor.AsBytes(make([]uint64, (n+7)/8))[:n]
@@ -116,7 +125,7 @@ func stringInput(t *tensor.Tensor) (ort.Value, error) {
 func scalarInput(t *tensor.Tensor) (ort.Value, error) {
 	switch t.DataType {
 	case tensor.Bool:
-		return ort.NewScalar(t.Data[0] != 0)
+		return value(ort.NewScalar(t.Data[0] != 0))
 	case tensor.Uint8:
 		return newScalar[uint8](t.Data)
 	case tensor.Uint16:
@@ -142,7 +151,7 @@ func scalarInput(t *tensor.Tensor) (ort.Value, error) {
 }
 
 func newScalar[T element](b []byte) (ort.Value, error) {
-	return ort.NewScalar(tensor.View[T](b)[0])
+	return value(ort.NewScalar(tensor.View[T](b)[0]))
 }
 
 // outputValue pre-allocates an output of a known shape.
@@ -150,27 +159,27 @@ func outputValue(spec inference.TensorSpec, shape tensor.Shape) (ort.Value, erro
 	if len(shape) == 0 {
 		switch spec.DataType {
 		case tensor.Bool:
-			return ort.NewEmptyScalar[bool]()
+			return value(ort.NewEmptyScalar[bool]())
 		case tensor.Uint8:
-			return ort.NewEmptyScalar[uint8]()
+			return value(ort.NewEmptyScalar[uint8]())
 		case tensor.Uint16:
-			return ort.NewEmptyScalar[uint16]()
+			return value(ort.NewEmptyScalar[uint16]())
 		case tensor.Uint32:
-			return ort.NewEmptyScalar[uint32]()
+			return value(ort.NewEmptyScalar[uint32]())
 		case tensor.Uint64:
-			return ort.NewEmptyScalar[uint64]()
+			return value(ort.NewEmptyScalar[uint64]())
 		case tensor.Int8:
-			return ort.NewEmptyScalar[int8]()
+			return value(ort.NewEmptyScalar[int8]())
 		case tensor.Int16:
-			return ort.NewEmptyScalar[int16]()
+			return value(ort.NewEmptyScalar[int16]())
 		case tensor.Int32:
-			return ort.NewEmptyScalar[int32]()
+			return value(ort.NewEmptyScalar[int32]())
 		case tensor.Int64:
-			return ort.NewEmptyScalar[int64]()
+			return value(ort.NewEmptyScalar[int64]())
 		case tensor.FP32:
-			return ort.NewEmptyScalar[float32]()
+			return value(ort.NewEmptyScalar[float32]())
 		case tensor.FP64:
-			return ort.NewEmptyScalar[float64]()
+			return value(ort.NewEmptyScalar[float64]())
 		}
 		return nil, fmt.Errorf("%w: 0-d %s output", inference.ErrUnsupported, spec.DataType)
 	}
@@ -182,7 +191,7 @@ func outputValue(spec inference.TensorSpec, shape tensor.Shape) (ort.Value, erro
 	if n > 0 {
 		data = alignedBytes(int(n) * spec.DataType.Size())
 	}
-	return ort.NewCustomDataTensor(ortShape(shape), data, elementTypes[spec.DataType])
+	return value(ort.NewCustomDataTensor(ortShape(shape), data, elementTypes[spec.DataType]))
 }
 
 // fromValue converts an output value to a tensor named after spec. The
