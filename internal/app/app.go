@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,7 +69,7 @@ func New(cfg config.Server, log *slog.Logger) (*App, error) {
 	for _, name := range inference.RegisteredBackends() {
 		b, err := inference.NewBackend(name, inference.BackendOptions{
 			Logger:   log.With("backend", name),
-			Settings: map[string]string{"ort_lib": cfg.ORTLib},
+			Settings: map[string]string{"ort_lib": cfg.ORTLib, "max_elements": strconv.FormatInt(cfg.MaxElements, 10)},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", name, err)

@@ -39,7 +39,7 @@ type TensorSpec struct {
 
 // Metadata is what a loaded model reports about itself.
 type Metadata struct {
-	// Platform is the OIP platform string, e.g. "onnx_onnxv1".
+	// Platform is the OIP platform string, e.g. "onnxruntime_onnx".
 	Platform string
 	Inputs   []TensorSpec
 	Outputs  []TensorSpec

@@ -85,7 +85,7 @@ func TestDemoServer(t *testing.T) {
 				t.Fatalf("%s: %d %s", p, r.code, r.body)
 			}
 			r.json(t, &md)
-			if md.Name != "iris" || len(md.Versions) != 1 || md.Versions[0] != "1" || md.Platform != "onnx_onnxv1" {
+			if md.Name != "iris" || len(md.Versions) != 1 || md.Versions[0] != "1" || md.Platform != "onnxruntime_onnx" {
 				t.Fatalf("%s: %+v", p, md)
 			}
 			if len(md.Inputs) != 1 || md.Inputs[0].Name != "input" || md.Inputs[0].Datatype != "FP32" || fmt.Sprint(md.Inputs[0].Shape) != "[-1 4]" {

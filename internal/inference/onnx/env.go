@@ -67,23 +67,24 @@ func RuntimeVersion(opts Options) (string, error) {
 	return ort.GetVersion(), nil
 }
 
-// LibraryPath resolves the ONNX Runtime shared library: the file named by
-// $KILN_ORT_LIB if set, else explicit if not empty, else the first
+// LibraryPath resolves the ONNX Runtime shared library: explicit if not
+// empty (the server passes its resolved --ort-lib / KILN_ORT_LIB setting),
+// else the file named by $KILN_ORT_LIB if set, else the first
 // LibraryRelPath found under the executable's directory or the working
 // directory or one of their parents. A missing library is an error
 // wrapping inference.ErrUnavailable that says how to fix it.
 func LibraryPath(explicit string) (string, error) {
-	if p := os.Getenv(LibraryEnv); p != "" {
-		if err := isFile(p); err != nil {
-			return "", fmt.Errorf("%w: ONNX Runtime library %s=%s: %v; %s", inference.ErrUnavailable, LibraryEnv, p, err, fixHint)
-		}
-		return p, nil
-	}
 	if explicit != "" {
 		if err := isFile(explicit); err != nil {
 			return "", fmt.Errorf("%w: ONNX Runtime library %s: %v; %s", inference.ErrUnavailable, explicit, err, fixHint)
 		}
 		return explicit, nil
+	}
+	if p := os.Getenv(LibraryEnv); p != "" {
+		if err := isFile(p); err != nil {
+			return "", fmt.Errorf("%w: ONNX Runtime library %s=%s: %v; %s", inference.ErrUnavailable, LibraryEnv, p, err, fixHint)
+		}
+		return p, nil
 	}
 	var roots []string
 	if exe, err := os.Executable(); err == nil {

@@ -791,8 +791,9 @@ func TestLibraryPath(t *testing.T) {
 		wd       string
 		want     string // "" means an ErrUnavailable error
 	}{
-		{"env wins", lib, "/nonexistent/explicit.so", empty, lib},
-		{"env missing is an error", filepath.Join(empty, "none.so"), lib, deep, ""},
+		{"explicit wins over env", filepath.Join(empty, "none.so"), lib, empty, lib},
+		{"env", lib, "", empty, lib},
+		{"env missing is an error", filepath.Join(empty, "none.so"), "", deep, ""},
 		{"explicit", "", lib, empty, lib},
 		{"explicit missing", "", filepath.Join(empty, "none.so"), deep, ""},
 		{"explicit is a directory", "", empty, deep, ""},
@@ -809,7 +810,7 @@ func TestLibraryPath(t *testing.T) {
 				if !errors.Is(err, inference.ErrUnavailable) {
 					t.Fatalf("LibraryPath = %q, %v; want ErrUnavailable", got, err)
 				}
-				if !strings.Contains(err.Error(), "scripts/fetch-ort.sh") || !strings.Contains(err.Error(), LibraryEnv) {
+				if !strings.Contains(err.Error(), "scripts/fetch-ort.sh") || !strings.Contains(err.Error(), "KILN_ORT_LIB") {
 					t.Errorf("error %q does not say how to fix it", err)
 				}
 				return
