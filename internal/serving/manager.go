@@ -51,7 +51,16 @@ type Manager struct {
 
 	mu     sync.Mutex // guards models (the map itself) and serialises creating entries
 	models map[string]*model
+
+	// loadMu serialises backend loads so the resident-memory growth
+	// measured around one load belongs to that load alone.
+	loadMu sync.Mutex
+	inited map[string]bool // backends whose runtime was initialised (under loadMu)
 }
+
+// initializer is implemented by backends whose runtime has a one-time
+// set-up cost (e.g. ONNX Runtime's environment), paid before measuring.
+type initializer interface{ Init() error }
 
 // model is one model name. Its serving state is an immutable snapshot
 // swapped atomically, so the request path takes no lock.
@@ -127,6 +136,7 @@ func New(opts Options) *Manager {
 		metrics:  newMetrics(opts.Registerer),
 		backends: map[string]inference.Backend{},
 		models:   map[string]*model{},
+		inited:   map[string]bool{},
 	}
 	for _, b := range opts.Backends {
 		m.backends[b.Name()] = b
@@ -369,6 +379,14 @@ func (m *Manager) loadVersion(ctx context.Context, name, dir string, cfg *config
 		spec.Inputs = specsFromConfig(cfg.Inputs, batch)
 		spec.Outputs = specsFromConfig(cfg.Outputs, batch)
 	}
+	m.loadMu.Lock()
+	if in, ok := be.(initializer); ok && !m.inited[backendName] {
+		if err := in.Init(); err != nil {
+			m.loadMu.Unlock()
+			return nil, err
+		}
+		m.inited[backendName] = true
+	}
 	t0 := time.Now()
 	rss0 := residentBytes()
 	v := &version{
@@ -383,11 +401,16 @@ func (m *Manager) loadVersion(ctx context.Context, name, dir string, cfg *config
 	for i := 0; i < instances; i++ {
 		inst, err := be.Load(ctx, spec)
 		if err != nil {
+			m.loadMu.Unlock()
 			closeAll()
 			return nil, err
 		}
 		v.instances = append(v.instances, inst)
 	}
+	if rss1 := residentBytes(); rss1 > rss0 {
+		v.memBytes = rss1 - rss0
+	}
+	m.loadMu.Unlock()
 	eff, served, err := complete(name, cfg, v.instances[0].Metadata())
 	if err != nil {
 		closeAll()
@@ -416,9 +439,6 @@ func (m *Manager) loadVersion(ctx context.Context, name, dir string, cfg *config
 	v.batcher = b
 	v.loadDuration = time.Since(t0)
 	v.loadedAt = time.Now()
-	if rss1 := residentBytes(); rss1 > rss0 {
-		v.memBytes = rss1 - rss0
-	}
 	v.metrics = m.metrics.forVersion(name, v.label)
 	m.metrics.loadTime.With(v.metrics.labels).Set(v.loadDuration.Seconds())
 	m.metrics.memory.With(v.metrics.labels).Set(float64(v.memBytes))

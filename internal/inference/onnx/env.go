@@ -138,3 +138,10 @@ func isFile(p string) error {
 	}
 	return nil
 }
+
+// Init initialises the ONNX Runtime environment now rather than at the
+// first Load, so its memory is not charged to the first model loaded.
+func (b *Backend) Init() error {
+	_, err := ensureEnv(b.opts.LibraryPath)
+	return err
+}
