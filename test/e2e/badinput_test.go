@@ -50,7 +50,7 @@ func TestBadInput(t *testing.T) {
 		{"binary size lies high", binReq(`{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":99}}]}`, "0123456789abcdef"), 400, []string{"binary_data_size"}},
 		{"binary size vs shape", binReq(`{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":8}}]}`, "01234567"), 400, []string{"input"}},
 		{"trailing bytes", binReq(binHead, "0123456789abcdefEXTRA"), 400, []string{"bytes"}},
-		{"raw body wrong size", bin("0", "0123456789"), 400, []string{"input"}},
+		{"raw body wrong size", bin("0", "0123456789"), 400, []string{"raw body", "FP32"}},
 		{"body over limit", post("/v2/models/iris/infer", `{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}],"id":"`+strings.Repeat("x", 70000)+`"}`), 413, []string{"limit"}},
 		{"bad content encoding", func() result {
 			return s.do(t, "POST", "/v2/models/iris/infer", map[string]string{"Content-Encoding": "br"}, []byte(irisRequest("")))

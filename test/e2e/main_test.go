@@ -90,7 +90,7 @@ func (l *logBuffer) String() string {
 // waits until it is ready (or, with wantReady false, until it is live).
 func startServer(t *testing.T, wantReady bool, args ...string) *server {
 	t.Helper()
-	all := append([]string{"serve", "--http", "127.0.0.1:0", "--grpc", "", "--log-format", "json", "--data-dir", t.TempDir()}, args...)
+	all := append([]string{"serve", "--http", "127.0.0.1:0", "--grpc", "", "--log-format", "json", "--drain-delay", "0s", "--data-dir", t.TempDir()}, args...)
 	cmd := exec.Command(kilnBin, all...)
 	cmd.Dir = repoRoot()
 	stderr, err := cmd.StderrPipe()
