@@ -8,7 +8,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 FUZZTIME ?= 10s
 export KILN_ORT_LIB ?= $(CURDIR)/$(ORT_DIR)/libonnxruntime.so.1
 
-.PHONY: all run build test unit fuzz lint ort bench clean
+.PHONY: all run build test unit fuzz lint ort bench bench-quick clean
 
 all: build
 
@@ -41,9 +41,14 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-## bench: side-by-side benchmarks (see docs/benchmarks.md)
+## bench: package micro-benchmarks, then the side-by-side run (15-20 min) that writes docs/benchmarks.md
 bench: ort build
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/tensor/ ./internal/httpapi/ ./internal/batching/ ./internal/inference/onnx/
+	$(GO) run ./bench/cmd/benchrun --kiln bin/kiln
+
+## bench-quick: a short side-by-side run (under 3 min) that writes bench/out/benchmarks.md
+bench-quick: ort build
+	$(GO) run ./bench/cmd/benchrun --quick --kiln bin/kiln
 
 clean:
 	rm -rf bin
