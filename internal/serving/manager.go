@@ -141,6 +141,9 @@ func New(opts Options) *Manager {
 	for _, b := range opts.Backends {
 		m.backends[b.Name()] = b
 	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(pendingCollector{m})
+	}
 	return m
 }
 

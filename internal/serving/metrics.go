@@ -16,7 +16,6 @@ type metrics struct {
 	batchSize  *prometheus.HistogramVec
 	inferences *prometheus.CounterVec
 	executions *prometheus.CounterVec
-	pending    *prometheus.GaugeVec
 	state      *prometheus.GaugeVec
 	loadTime   *prometheus.GaugeVec
 	memory     *prometheus.GaugeVec
@@ -58,9 +57,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		executions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kiln_inference_executions_total", Help: "Backend executions (batches).",
 		}, mv),
-		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kiln_inference_pending_requests", Help: "Requests queued and not yet executing.",
-		}, mv),
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kiln_model_state", Help: "1 for the current state of each model version.",
 		}, append(mv, "state")),
@@ -79,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.requests, m.failures, m.duration, m.queue, m.compute, m.batchSize,
-			m.inferences, m.executions, m.pending, m.state, m.loadTime, m.memory, m.cacheHits, m.cacheMiss} {
+			m.inferences, m.executions, m.state, m.loadTime, m.memory, m.cacheHits, m.cacheMiss} {
 			reg.MustRegister(c)
 		}
 	}
@@ -96,7 +92,6 @@ type versionMetrics struct {
 	batchSize   prometheus.Observer
 	inferences  prometheus.Counter
 	executions  prometheus.Counter
-	pending     prometheus.Gauge
 	cacheHits   prometheus.Counter
 	cacheMisses prometheus.Counter
 	failures    *prometheus.CounterVec
@@ -113,7 +108,6 @@ func (m *metrics) forVersion(model, version string) *versionMetrics {
 		batchSize:   m.batchSize.With(l),
 		inferences:  m.inferences.With(l),
 		executions:  m.executions.With(l),
-		pending:     m.pending.With(l),
 		cacheHits:   m.cacheHits.With(l),
 		cacheMisses: m.cacheMiss.With(l),
 		failures:    m.failures,
@@ -132,5 +126,28 @@ func (m *metrics) setState(model, version string, s State) {
 			v = 1
 		}
 		m.state.With(prometheus.Labels{"model": model, "version": version, "state": string(st)}).Set(v)
+	}
+}
+
+var pendingDesc = prometheus.NewDesc("kiln_inference_pending_requests",
+	"Requests queued and not yet executing.", []string{"model", "version"}, nil)
+
+// pendingCollector reports each served version's queue length at scrape
+// time, so versions that unload simply disappear.
+type pendingCollector struct{ m *Manager }
+
+func (c pendingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- pendingDesc }
+
+func (c pendingCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	models := make([]*model, 0, len(c.m.models))
+	for _, e := range c.m.models {
+		models = append(models, e)
+	}
+	c.m.mu.Unlock()
+	for _, e := range models {
+		for _, v := range e.snap.Load().versions {
+			ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(v.batcher.QueueLen()), v.model, v.label)
+		}
 	}
 }

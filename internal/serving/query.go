@@ -96,13 +96,11 @@ func (m *Manager) Infer(ctx context.Context, name, ver string, req *Request) (*R
 		v.stats.cacheMiss.add(time.Since(t0))
 		v.metrics.cacheMisses.Inc()
 	}
-	v.metrics.pending.Inc()
 	prio := req.Priority
 	if levels := v.priorityLevels(); prio > levels {
 		prio = 0 // as Triton does: an out-of-range priority means the default level
 	}
 	outs, info, err := v.batcher.Submit(ctx, j, batching.Options{Rows: rows, ShapeKey: shapeKey, Priority: prio, Timeout: req.Timeout})
-	v.metrics.pending.Dec()
 	if err != nil {
 		reason := "backend"
 		switch {
