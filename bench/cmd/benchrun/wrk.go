@@ -47,10 +47,18 @@ func (h *harness) runWrk(ctx context.Context, url string, body []byte, conns int
 	if err != nil {
 		return WrkResult{}, err
 	}
-	r := WrkResult{
-		Command: fmt.Sprintf("WRK_BODY_FILE=body.json wrk -t%d -c%d -d%ss --latency -s bench/wrk/post.lua http://127.0.0.1:PORT/v2/models/mlp/infer", threads, conns, secs),
-		Threads: threads, Connections: conns, Seconds: d.Seconds(),
+	r, err := parseWrk(out)
+	if err != nil {
+		return r, err
 	}
+	r.Command = fmt.Sprintf("WRK_BODY_FILE=body.json wrk -t%d -c%d -d%ss --latency -s bench/wrk/post.lua http://127.0.0.1:PORT/v2/models/mlp/infer", threads, conns, secs)
+	r.Threads, r.Connections, r.Seconds = threads, conns, d.Seconds()
+	return r, nil
+}
+
+// parseWrk reads wrk's report (run with --latency).
+func parseWrk(out string) (WrkResult, error) {
+	var r WrkResult
 	m := wrkRPS.FindStringSubmatch(out)
 	if m == nil {
 		return r, fmt.Errorf("wrk: no Requests/sec in its output:\n%s", out)
@@ -79,8 +87,6 @@ func (h *harness) runWrk(ctx context.Context, url string, body []byte, conns int
 	if m := wrkNon2xx.FindStringSubmatch(out); m != nil {
 		r.Non2xx, _ = strconv.ParseInt(m[1], 10, 64)
 	}
-	if m := wrkSockErrs.FindString(out); m != "" {
-		r.SocketErr = m
-	}
+	r.SocketErr = wrkSockErrs.FindString(out)
 	return r, nil
 }
