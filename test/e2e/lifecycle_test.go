@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -276,5 +277,48 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("kiln did not exit after SIGTERM")
+	}
+}
+
+// TestRedisResponseCacheSharedByReplicas: two Kiln processes with the same
+// Redis cache: a response computed by one is a cache hit on the other.
+func TestRedisResponseCacheSharedByReplicas(t *testing.T) {
+	requireORT(t)
+	url := os.Getenv("KILN_TEST_REDIS")
+	if url == "" {
+		if os.Getenv("KILN_REQUIRE_SERVICES") == "1" {
+			t.Fatal("KILN_TEST_REDIS is not set")
+		}
+		t.Skip("KILN_TEST_REDIS is not set")
+	}
+	repo := t.TempDir()
+	copyModel(t, repo, "iris", "iris", "max_batch_size: 8\nresponse_cache: true\n")
+	// A prefix of this run's own keeps runs apart.
+	prefix := fmt.Sprintf("kiln:e2e:%d:", time.Now().UnixNano())
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	cacheURL := url + sep + "key_prefix=" + prefix + "&ttl=5m"
+	a := startServer(t, true, "--model-repository", repo, "--cache", cacheURL)
+	b := startServer(t, true, "--model-repository", repo, "--cache", cacheURL)
+	body := irisRequest(`"id":"c",`)
+	ra := a.post(t, "/v2/models/iris/infer", body)
+	rb := b.post(t, "/v2/models/iris/infer", body)
+	if ra.code != 200 || rb.code != 200 || string(ra.body) != string(rb.body) {
+		t.Fatalf("replica answers differ:\n%s\n%s", ra.body, rb.body)
+	}
+	var st struct {
+		ModelStats []struct {
+			InferenceCount uint64 `json:"inference_count"`
+			InferenceStats map[string]struct {
+				Count uint64 `json:"count"`
+			} `json:"inference_stats"`
+		} `json:"model_stats"`
+	}
+	b.get(t, "/v2/models/iris/stats").json(t, &st)
+	s := st.ModelStats[0]
+	if s.InferenceStats["cache_hit"].Count != 1 || s.InferenceCount != 0 {
+		t.Fatalf("replica b: cache_hit %d, inference_count %d; want 1 and 0", s.InferenceStats["cache_hit"].Count, s.InferenceCount)
 	}
 }
