@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"strconv"
 	"strings"
@@ -78,4 +79,26 @@ func (s cpuSample) since(a cpuSample) CPUUse {
 	u := CPUUse{Server: cores(s.server - a.server), Client: cores(s.client - a.client)}
 	u.Other = max(0, cores(s.busy-a.busy)-u.Server-u.Client)
 	return u
+}
+
+// waitQuiet waits until other processes (not the server pid, not the
+// harness) keep fewer than limit cores busy over a short sample, for at
+// most maxWait; it reports whether the machine was quiet.
+func waitQuiet(ctx context.Context, pid int, limit float64, maxWait time.Duration) (bool, float64) {
+	deadline := time.Now().Add(maxWait)
+	for {
+		a := sampleCPU(pid)
+		select {
+		case <-ctx.Done():
+			return false, 0
+		case <-time.After(300 * time.Millisecond):
+		}
+		other := sampleCPU(pid).since(a).Other
+		if other < limit {
+			return true, other
+		}
+		if time.Now().After(deadline) {
+			return false, other
+		}
+	}
 }

@@ -58,6 +58,8 @@ func mainErr() error {
 		only   = flag.String("only", "", "comma-separated contenders to run (kiln,minimal,node,python,inproc,wrk); default all")
 		keep   = flag.Bool("keep", false, "keep the temporary work directory (logs, model repository)")
 		render = flag.String("render", "", "only rewrite the report and plots from this results.json")
+		qLimit = flag.Float64("quiet", 0.3, "before each measurement, wait until other processes use fewer than this many cores")
+		qWait  = flag.Duration("quiet-wait", 0, "longest wait for quiet before each measurement (default 30s; quick 5s; 0s disables)")
 	)
 	flag.Parse()
 	root, err := os.Getwd()
@@ -119,9 +121,16 @@ func mainErr() error {
 		}
 	}
 	h.plan = fullPlan()
+	h.quietLimit, h.quietWait = *qLimit, 30*time.Second
 	if *quick {
 		h.plan = quickPlan()
+		h.quietWait = 5 * time.Second
 	}
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == "quiet-wait" {
+			h.quietWait = *qWait
+		}
+	})
 	if h.work, err = os.MkdirTemp("", "kiln-bench-"); err != nil {
 		return err
 	}
@@ -211,6 +220,8 @@ type harness struct {
 	budget             int
 	only               map[string]bool
 	quick              bool
+	quietLimit         float64
+	quietWait          time.Duration
 	plan               Plan
 	rep                *Report
 	log                io.Writer

@@ -320,6 +320,10 @@ func writeMarkdown(w io.Writer, rep *Report, plots []Plot, notes string) error {
 	p("  previous one is answered; a request counts when it completes inside the window. Open loop: a constant schedule, latency\n")
 	p("  measured from each request's scheduled send time (no coordinated omission); *late* counts requests sent > 1 ms behind.\n")
 	p("- Percentiles are exact nearest-rank values over every request of the window. Throughput is completed requests / window.\n")
+	if rep.QuietWait > 0 {
+		p("- Before each measurement the harness waited (up to %s) until processes other than the server and itself used fewer\n", rep.QuietWait)
+		p("  than %.2f cores; the CPU tables show the cores the server, the load generator and everything else used.\n", rep.QuietLimit)
+	}
 	p("- MLP: warm-up %s, window %s per level. ResNet-18: warm-up %s, window %s. Every request carries one row (batch 1); Kiln's\n",
 		rep.Plan.MLPWarmup, rep.Plan.MLPDuration, rep.Plan.ResNetWarmup, rep.Plan.ResNetDuration)
 	p("  dynamic batcher forms the batches. Models: `scripts/bench/gen_models.py` (seeded weights; ResNet-18 is torchvision's architecture).\n\n")

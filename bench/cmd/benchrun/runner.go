@@ -26,6 +26,10 @@ type Report struct {
 	Versions Versions  `json:"versions"`
 	Settings Settings  `json:"settings"`
 	Plan     Plan      `json:"plan"`
+	// QuietLimit and QuietWait: before each measurement the harness waited
+	// up to QuietWait for other processes to use fewer than QuietLimit cores.
+	QuietLimit float64       `json:"quiet_limit"`
+	QuietWait  time.Duration `json:"quiet_wait"`
 	// OpenRate is the open-loop request rate (requests/s).
 	OpenRate float64     `json:"open_rate"`
 	MLP      []Series    `json:"mlp"`
@@ -112,7 +116,7 @@ type WrkCheck struct {
 
 func (h *harness) run(ctx context.Context) (*Report, error) {
 	h.rep = &Report{Quick: h.quick, Date: time.Now().UTC(), Machine: machineInfo(), Plan: h.plan,
-		Settings: settings(h.cpus, h.budget), Command: commandLine(h.quick)}
+		Settings: settings(h.cpus, h.budget), Command: commandLine(h.quick), QuietLimit: h.quietLimit, QuietWait: h.quietWait}
 	started := time.Now()
 	defer func() {
 		h.rep.Seconds = time.Since(started).Seconds()
@@ -249,6 +253,7 @@ func (h *harness) sweep(ctx context.Context, contender string, pid int, cfg load
 				return s, nil, err
 			}
 		}
+		h.quiet(ctx, pid)
 		c0 := sampleCPU(pid)
 		r, err := g.RunConcurrency(ctx, n)
 		if err != nil {
@@ -288,6 +293,7 @@ func (h *harness) openLoop(ctx context.Context, contender string, pid int, cfg l
 	defer g.Close()
 	p := g.Probe()
 	s.RequestBytes, s.ResponseBytes = p.RequestBytes, p.ResponseBytes
+	h.quiet(ctx, pid)
 	c0 := sampleCPU(pid)
 	r, err := g.RunRate(ctx, rate)
 	if err != nil {
@@ -677,4 +683,15 @@ func (h *harness) inprocVersion(ctx context.Context) string {
 		return ""
 	}
 	return firstLine(out)
+}
+
+// quiet waits (up to the configured time) for outside CPU load to fall
+// below the threshold before a measurement.
+func (h *harness) quiet(ctx context.Context, pid int) {
+	if h.quietWait <= 0 {
+		return
+	}
+	if ok, other := waitQuiet(ctx, pid, h.quietLimit, h.quietWait); !ok && ctx.Err() == nil {
+		h.logf("  (other processes still use %.2f cores after waiting %v; measuring anyway)", other, h.quietWait)
+	}
 }
