@@ -114,6 +114,7 @@ nearest-rank values over every request of the window.`,
 	f.Uint64Var(&seed, "seed", 1, "seed of the random inputs")
 	f.IntVar(&cfg.Variants, "variants", 4, "number of different random requests sent in turn")
 	f.IntVar(&cfg.MaxInFlight, "max-inflight", 256, "open loop: most requests outstanding at once")
+	f.BoolVar(&cfg.NetHTTP, "net-http", false, "use Go's net/http client instead of the built-in HTTP/1.1 client")
 	f.IntVar(&cfg.GRPCConns, "grpc-conns", 0, "gRPC connections shared by the workers (default: one per 16 workers, at most 4)")
 	f.StringVar(&format, "format", "table", "output format: table, json or csv")
 	f.StringVarP(&output, "output", "o", "", "write the results to this file instead of stdout")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,10 @@ type Config struct {
 	// GRPCConns is the number of gRPC connections the workers share
 	// round-robin (default: one per 16 workers, at most 4).
 	GRPCConns int
+	// NetHTTP sends HTTP requests with net/http's client instead of the
+	// built-in HTTP/1.1 client (one kept-alive connection per worker,
+	// no allocations per request).
+	NetHTTP bool
 }
 
 func (c *Config) setDefaults() {
@@ -225,6 +230,11 @@ func (g *Generator) Close() error {
 	if g.hc != nil {
 		g.hc.CloseIdleConnections()
 	}
+	for _, c := range g.callers {
+		if r, ok := c.(*rawHTTPCaller); ok {
+			r.close()
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -233,14 +243,18 @@ func (g *Generator) ensureCallers(n int) error {
 	for i := len(g.callers); i < n; i++ {
 		body := g.bodies[i%len(g.bodies)]
 		var c caller
-		if g.cfg.Protocol == GRPC {
+		u := inferURL(g.cfg.URL, g.cfg.Model, g.cfg.Version)
+		var err error
+		switch {
+		case g.cfg.Protocol == GRPC:
 			c = &grpcCaller{cc: g.conns[i%len(g.conns)], req: rawMsg{b: body}}
-		} else {
-			hc, err := newHTTPCaller(g.hc, inferURL(g.cfg.URL, g.cfg.Model, g.cfg.Version), body, g.hdrLen)
-			if err != nil {
-				return err
-			}
-			c = hc
+		case g.cfg.NetHTTP || !strings.HasPrefix(u, "http://"):
+			c, err = newHTTPCaller(g.hc, u, body, g.hdrLen)
+		default:
+			c, err = newRawHTTPCaller(u, body, g.hdrLen, g.cfg.Timeout)
+		}
+		if err != nil {
+			return err
 		}
 		g.callers = append(g.callers, c)
 	}
@@ -248,9 +262,23 @@ func (g *Generator) ensureCallers(n int) error {
 }
 
 func (g *Generator) do(ctx context.Context, c caller) error {
+	if r, ok := c.(*rawHTTPCaller); ok {
+		return r.call(ctx) // connection deadlines bound it
+	}
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
 	return c.call(ctx)
+}
+
+// abortOnCancel makes a caller that blocks outside any context (the
+// built-in HTTP client) return when ctx is cancelled; call the returned
+// function when the worker ends.
+func abortOnCancel(ctx context.Context, c caller) func() {
+	if r, ok := c.(*rawHTTPCaller); ok {
+		stop := context.AfterFunc(ctx, r.abort)
+		return func() { stop() }
+	}
+	return func() {}
 }
 
 // recorder collects one worker's results.
@@ -295,6 +323,7 @@ func (g *Generator) RunConcurrency(ctx context.Context, n int) (Result, error) {
 		recs[i] = r
 		c := g.callers[i]
 		wg.Go(func() {
+			defer abortOnCancel(ctx, c)()
 			for ctx.Err() == nil {
 				t0 := time.Now()
 				err := g.do(ctx, c)
@@ -354,6 +383,7 @@ func (g *Generator) RunRate(ctx context.Context, rate float64) (Result, error) {
 		recs[i] = r
 		c := g.callers[i]
 		wg.Go(func() {
+			defer abortOnCancel(ctx, c)()
 			timer := time.NewTimer(time.Hour)
 			defer timer.Stop()
 			for ctx.Err() == nil {
