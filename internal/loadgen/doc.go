@@ -11,9 +11,14 @@
 //
 // Every level runs a warm-up period that is not recorded, then a
 // measurement window. Request bodies are encoded once before the run (a
-// few seeded random variants, or one request read from a file), connections
-// are reused, and each worker records into its own buffer, so the client
-// stays cheap next to the server on a small machine.
+// few seeded random variants, or one request read from a file) and each
+// worker records into its own buffer, so the client stays cheap next to
+// the server on a small machine: HTTP goes through a built-in HTTP/1.1
+// client (one kept-alive connection per worker, the whole request written
+// with one call, no allocation per request; Config.NetHTTP switches to
+// net/http), gRPC through grpc-go with a pass-through codec that sends the
+// pre-encoded ModelInferRequest bytes. Before a run, one probe request's
+// answer is decoded in full and checked.
 //
 // Latency percentiles are exact: every latency of the window is kept and
 // sorted, and the p-th percentile is the nearest-rank value, the smallest
