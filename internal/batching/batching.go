@@ -286,14 +286,15 @@ type Batcher[In, Out any] struct {
 	base  context.Context
 	abort context.CancelFunc
 
-	wake    chan struct{} // 1-buffered: a waiting worker should re-plan
-	closing chan struct{} // closed by Close
-	done    chan struct{} // closed when the last worker exits
+	done chan struct{} // closed when the last worker exits
 
-	mu        sync.Mutex
-	levels    []fifo[In, Out]
-	queued    int
-	waiters   int
+	mu     sync.Mutex
+	levels []fifo[In, Out]
+	queued int
+	// idle holds the parked, unclaimed workers; signal wakes one of them
+	// and Submit's fast path borrows one to execute inline.
+	idle      []*worker[In, Out]
+	workers   []*worker[In, Out]
 	live      int
 	closed    bool
 	order     []*request[In, Out] // PreserveOrdering: undelivered requests in submission order
@@ -323,8 +324,6 @@ func New[In, Out any](cfg Config, exec ExecFunc[In, Out], opts ...Option) (*Batc
 		defPriority: cfg.DefaultPriority,
 		defTimeout:  cfg.DefaultTimeout,
 		preserve:    cfg.PreserveOrdering,
-		wake:        make(chan struct{}, 1),
-		closing:     make(chan struct{}),
 		done:        make(chan struct{}),
 		levels:      make([]fifo[In, Out], levels),
 		live:        instances,
@@ -339,7 +338,9 @@ func New[In, Out any](cfg Config, exec ExecFunc[In, Out], opts ...Option) (*Batc
 	b.pool.New = func() any { return &request[In, Out]{ch: make(chan struct{}, 1)} }
 	b.base, b.abort = context.WithCancel(context.Background())
 	for i := range instances {
-		w := &worker[In, Out]{b: b, instance: i}
+		b.workers = append(b.workers, &worker[In, Out]{b: b, instance: i, wake: make(chan struct{}, 1)})
+	}
+	for _, w := range b.workers {
 		go w.loop()
 	}
 	return b, nil
@@ -419,6 +420,13 @@ func (b *Batcher[In, Out]) Submit(ctx context.Context, v In, o Options) (Out, In
 		useTimer = false
 	}
 
+	b.mu.Lock()
+	if w := b.borrow(deadline, now); w != nil {
+		b.mu.Unlock()
+		return b.inline(ctx, w, v, rows)
+	}
+	b.mu.Unlock()
+
 	r := b.pool.Get().(*request[In, Out])
 	r.value, r.rows, r.shape, r.level = v, rows, o.ShapeKey, level-1
 	r.enq, r.deadline = now, deadline
@@ -441,9 +449,7 @@ func (b *Batcher[In, Out]) Submit(ctx context.Context, v In, o Options) (Out, In
 	if b.preserve {
 		b.order = append(b.order, r)
 	}
-	if b.waiters > 0 {
-		b.signal()
-	}
+	b.signal()
 	b.mu.Unlock()
 
 	var timeoutC <-chan time.Time
@@ -581,12 +587,64 @@ func (b *Batcher[In, Out]) recycle(r *request[In, Out]) {
 	b.pool.Put(r)
 }
 
-// signal wakes one waiting worker, if none is already being woken.
+// signal wakes one idle worker, if any. b.mu must be held.
 func (b *Batcher[In, Out]) signal() {
-	select {
-	case b.wake <- struct{}{}:
-	default:
+	if n := len(b.idle); n > 0 {
+		w := b.idle[n-1]
+		b.idle[n-1] = nil
+		b.idle = b.idle[:n-1]
+		w.poke()
 	}
+}
+
+// borrow claims an idle worker for executing a request inline in its
+// caller's goroutine — the fast path when nothing is queued, an instance
+// is free and the policy would dispatch a lone request at once (no queue
+// delay to wait for company, no ordering to keep). It returns nil when the
+// request must go through the queue. b.mu must be held.
+func (b *Batcher[In, Out]) borrow(deadline, now time.Time) *worker[In, Out] {
+	if b.closed || b.queued > 0 || b.preserve || len(b.idle) == 0 ||
+		(b.delay > 0 && b.maxBatch > 1) || (!deadline.IsZero() && !now.Before(deadline)) {
+		return nil
+	}
+	n := len(b.idle)
+	w := b.idle[n-1]
+	b.idle[n-1] = nil
+	b.idle = b.idle[:n-1]
+	w.claimed = true
+	return w
+}
+
+// inline executes one request on a borrowed worker's instance in the
+// caller's goroutine, with the caller's context, then returns the worker.
+func (b *Batcher[In, Out]) inline(ctx context.Context, w *worker[In, Out], v In, rows int) (Out, Info, error) {
+	if b.obs != nil {
+		b.obs.Batch(rows, 1, w.instance)
+	}
+	w.items = append(w.items[:0], Item[In]{Value: v, Rows: rows})
+	outs, err := b.exec(ctx, w.instance, w.items)
+	clear(w.items)
+	w.items = w.items[:0]
+	if err == nil && len(outs) != 1 {
+		err = fmt.Errorf("%w: execute returned %d results for 1 item", ErrInternal, len(outs))
+	}
+	b.mu.Lock()
+	w.claimed = false
+	if b.queued > 0 || b.closed {
+		w.poke() // the worker picks up the queue, or exits
+	} else {
+		b.idle = append(b.idle, w)
+	}
+	b.mu.Unlock()
+	info := Info{BatchRows: rows, BatchItems: 1, Instance: w.instance}
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return b.reject(ctxError(cerr, true))
+		}
+		var zero Out
+		return zero, info, err
+	}
+	return outs[0], info, nil
 }
 
 // QueueLen returns the number of queued requests, not counting executing ones.
@@ -606,7 +664,10 @@ func (b *Batcher[In, Out]) Close(ctx context.Context) error {
 	b.mu.Lock()
 	if !b.closed {
 		b.closed = true
-		close(b.closing)
+		b.idle = b.idle[:0]
+		for _, w := range b.workers {
+			w.poke() // drain the queue, then exit
+		}
 	}
 	b.mu.Unlock()
 

@@ -12,6 +12,12 @@ import (
 type worker[In, Out any] struct {
 	b        *Batcher[In, Out]
 	instance int
+	// wake (1-buffered) tells a parked worker to re-plan.
+	wake chan struct{}
+	// claimed is set while Submit's fast path executes on this worker's
+	// instance in the caller's goroutine; the worker must not run a batch
+	// meanwhile. Guarded by Batcher.mu.
+	claimed bool
 	batch    []*request[In, Out]
 	items    []Item[In]
 	timer    *time.Timer
@@ -28,46 +34,70 @@ type batchCancel struct {
 	cancel    context.CancelFunc
 }
 
+// poke wakes the worker if it is parked (a pending token is enough).
+func (w *worker[In, Out]) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// unidle removes w from the idle list if it is there. b.mu must be held.
+func (w *worker[In, Out]) unidle() {
+	b := w.b
+	for i, x := range b.idle {
+		if x == w {
+			last := len(b.idle) - 1
+			copy(b.idle[i:], b.idle[i+1:])
+			b.idle[last] = nil
+			b.idle = b.idle[:last]
+			return
+		}
+	}
+}
+
 func (w *worker[In, Out]) loop() {
 	b := w.b
 	b.mu.Lock()
 	for {
-		start := time.Now()
-		wait := w.plan(start)
-		if len(w.batch) > 0 {
-			if b.queued > 0 && b.waiters > 0 {
-				b.signal() // another free instance may take the rest
+		var wait time.Duration
+		if !w.claimed {
+			start := time.Now()
+			wait = w.plan(start)
+			if len(w.batch) > 0 {
+				if b.queued > 0 {
+					b.signal() // another free instance may take the rest
+				}
+				b.mu.Unlock()
+				w.run(start)
+				b.mu.Lock()
+				continue
 			}
-			b.mu.Unlock()
-			w.run(start)
-			b.mu.Lock()
-			continue
+			if b.closed && b.queued == 0 {
+				break
+			}
+			if !b.closed {
+				b.idle = append(b.idle, w)
+			}
 		}
-		if b.closed && b.queued == 0 {
-			break
-		}
-		b.waiters++
+		timed := wait > 0 && !w.claimed
 		b.mu.Unlock()
-		if wait > 0 {
+		if timed {
 			if w.timer == nil {
 				w.timer = time.NewTimer(wait)
 			} else {
 				w.timer.Reset(wait)
 			}
 			select {
-			case <-b.wake:
+			case <-w.wake:
 			case <-w.timer.C:
-			case <-b.closing:
 			}
 			w.timer.Stop()
 		} else {
-			select {
-			case <-b.wake:
-			case <-b.closing:
-			}
+			<-w.wake
 		}
 		b.mu.Lock()
-		b.waiters--
+		w.unidle()
 	}
 	b.live--
 	if b.live == 0 {
