@@ -18,9 +18,9 @@ type worker[In, Out any] struct {
 	// instance in the caller's goroutine; the worker must not run a batch
 	// meanwhile. Guarded by Batcher.mu.
 	claimed bool
-	batch    []*request[In, Out]
-	items    []Item[In]
-	timer    *time.Timer
+	batch   []*request[In, Out]
+	items   []Item[In]
+	timer   *time.Timer
 	// ctx and cancel are the execute context of batch; cancel is nil when
 	// ctx is the Batcher's base context.
 	ctx    context.Context
