@@ -42,8 +42,9 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 ## bench: package micro-benchmarks, then the side-by-side run (15-20 min) that writes docs/benchmarks.md
+## (a failing micro-benchmark is reported but does not stop the side-by-side run)
 bench: ort build
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/tensor/ ./internal/httpapi/ ./internal/batching/ ./internal/inference/onnx/
+	-$(GO) test -run '^$$' -bench . -benchmem ./internal/tensor/ ./internal/httpapi/ ./internal/batching/ ./internal/inference/onnx/
 	$(GO) run ./bench/cmd/benchrun --kiln bin/kiln
 
 ## bench-quick: a short side-by-side run (under 3 min) that writes bench/out/benchmarks.md
