@@ -141,6 +141,10 @@ func mainErr() error {
 	}
 	start := time.Now()
 	rep, err := h.run(ctx)
+	if ctx.Err() != nil {
+		h.logf("interrupted: the report was not written")
+		return err
+	}
 	if rep != nil {
 		rep.Ratios = computeRatios(rep)
 		printRatios(os.Stdout, rep)
