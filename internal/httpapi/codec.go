@@ -8,10 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"sync"
 	"unsafe"
-
-	"github.com/valyala/fastjson"
 
 	"github.com/kilnai/kiln/internal/inference"
 	"github.com/kilnai/kiln/internal/tensor"
@@ -26,18 +23,13 @@ var ErrBadRequest = errors.New("bad request")
 const maxRank = 64
 
 // DefaultMaxJSONValues is the default bound on the number of values in a
-// request's JSON. fastjson builds a DOM of about 80 bytes per value and,
-// while growing it, keeps every generation alive: peak memory is several
-// hundred bytes per value, so 1<<20 values ("0," is two bytes each) can
-// cost ~450 MiB. Large tensors belong in the binary tensor extension.
+// request's JSON. The decoder builds no tree, so values cost no memory of
+// their own (tensor data goes straight into the tensors); the bound limits
+// the scanning work and the allocations for parameters and inputs one
+// request can cause. At one value per element it also keeps JSON tensors
+// under about 1M elements: large tensors belong in the binary tensor
+// extension.
 const DefaultMaxJSONValues = 1 << 20
-
-// A parser keeps the memory of the largest document it parsed; only those
-// that parsed documents within both bounds go back to the pool.
-const (
-	maxPooledHeader = 1 << 20
-	maxPooledValues = 1 << 16
-)
 
 // Binary tensor data extension parameters.
 const (
@@ -46,23 +38,16 @@ const (
 	paramBinaryOutput = "binary_data_output" // request level
 )
 
-// pooledParser is a JSON parser with its scratch space, reused across
-// requests through parsers. Nothing decoded may point into it.
-type pooledParser struct {
-	p   fastjson.Parser
-	num []byte
-}
-
-var parsers = sync.Pool{New: func() any { return new(pooledParser) }}
-
 // Limits bound what a request may ask for.
 type Limits struct {
 	// MaxElements bounds the element count of each input tensor
 	// (<= 0: tensor.DefaultMaxElements).
 	MaxElements int64
 	// MaxJSONValues bounds the number of values (numbers, strings,
-	// arrays, ...) in the JSON part of a request, checked by a cheap scan
-	// before parsing (<= 0: DefaultMaxJSONValues).
+	// arrays, ...) in the JSON part of a request (<= 0:
+	// DefaultMaxJSONValues). Values are counted while scanning, as
+	// countValues counts them (one plus the ',', '[' and '{' outside
+	// strings), and decoding stops as soon as the count exceeds the bound.
 	MaxJSONValues int
 }
 
@@ -178,7 +163,8 @@ func appendParam(dst []byte, p Param) []byte {
 //
 // Inputs decoded from JSON own their data; inputs sent as binary data
 // reference the request body, which must stay unchanged while the request
-// is in use. Nothing refers to the JSON parser's memory.
+// is in use. Nothing else refers to the body: the id, names and parameters
+// are copies.
 type InferRequest struct {
 	ID string
 	// Params are the request-level parameters; nil when there are none.
@@ -227,11 +213,17 @@ func badf(format string, args ...any) error {
 // order; every byte must belong to one of them. A headerLen of 0 marks the
 // raw binary form, which DecodeRawInput handles.
 //
-// Everything is validated: the JSON's value count (a cheap scan against
-// lim.MaxJSONValues before parsing), JSON kinds, datatypes, shapes (against
-// lim.MaxElements before any tensor allocation), element values, chunk
-// sizes and BYTES length prefixes. Errors wrap ErrBadRequest and, where the tensor package found
-// the problem, tensor.ErrInvalid or tensor.ErrTooLarge.
+// The JSON is read in a single pass that builds no tree (see scan.go):
+// the memory used is that of the decoded request, and JSON tensor data is
+// decoded straight into the tensors' storage. Members may come in any
+// order. Of a repeated member the first counts, of a repeated parameter
+// the last (as before). Unknown members are validated and skipped.
+//
+// Everything is validated: JSON syntax, the number of values (against
+// lim.MaxJSONValues, while scanning), JSON kinds, datatypes, shapes
+// (against lim.MaxElements before any tensor allocation), element values,
+// chunk sizes and BYTES length prefixes. Errors wrap ErrBadRequest and,
+// where a tensor was at fault, tensor.ErrInvalid or tensor.ErrTooLarge.
 func DecodeInferRequest(body []byte, headerLen int, lim Limits) (*InferRequest, error) {
 	js, bin := body, []byte(nil)
 	if headerLen >= 0 {
@@ -247,21 +239,11 @@ func DecodeInferRequest(body []byte, headerLen int, lim Limits) (*InferRequest, 
 	if maxValues <= 0 {
 		maxValues = DefaultMaxJSONValues
 	}
-	values := countValues(js)
-	if values > maxValues {
-		return nil, fmt.Errorf("%w: %w: the JSON request has about %d values, the limit is %d (send large tensors as binary data)", ErrBadRequest, tensor.ErrTooLarge, values, maxValues)
+	d := requestDecoder{
+		s:   scanner{js: js, values: 1, maxValues: maxValues},
+		lim: lim, bin: bin, header: headerLen >= 0,
 	}
-	pp := parsers.Get().(*pooledParser)
-	d := requestDecoder{num: pp.num, lim: lim, bin: bin, header: headerLen >= 0}
-	req, err := d.decode(&pp.p, js)
-	if len(js) <= maxPooledHeader && values <= maxPooledValues {
-		pp.num = d.num[:0]
-		parsers.Put(pp)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return req, nil
+	return d.decode()
 }
 
 // countValues returns an upper bound on the number of values in the JSON
@@ -284,68 +266,144 @@ func countValues(js []byte) int {
 	return n
 }
 
+// requestDecoder carries the state of one DecodeInferRequest call.
 type requestDecoder struct {
-	num    []byte // scratch for number literals
+	s      scanner
 	lim    Limits
 	bin    []byte // binary chunks after the JSON header
 	off    int    // bytes of bin consumed
 	header bool   // the Inference-Header-Content-Length header was given
+	one    *requestOne
+	req    *InferRequest
+	strs   stringArena
 }
 
-// requestOne holds a request with one input in a single allocation.
+// requestOne holds a request with its first input and requested output in
+// a single allocation.
 type requestOne struct {
 	req InferRequest
 	in  [1]tensor.Tensor
+	out [1]RequestedOutput
 }
 
-func (d *requestDecoder) decode(p *fastjson.Parser, js []byte) (*InferRequest, error) {
-	v, err := p.ParseBytes(js)
-	if err != nil {
-		return nil, badf("malformed JSON: %v", err)
+// span locates a member's value in the JSON text; the zero span marks an
+// absent member (no value ends at offset 0).
+type span struct{ start, end int }
+
+// present reports whether the member was given.
+func (sp span) present() bool { return sp.end > 0 }
+
+// stringArena copies the short strings of a request (id, names,
+// parameters) into shared chunks, so they cost one allocation between
+// them and nothing refers to the body. A chunk holds no pointers: a string
+// kept after the request pins only its chunk.
+type stringArena struct{ buf []byte }
+
+// arenaChunk is the size of the arena's chunks after the first, which is
+// a quarter of it: most requests have a few short strings. A string longer
+// than half a chunk gets an allocation of its own.
+const arenaChunk = 256
+
+// str returns a copy of b as a string.
+func (a *stringArena) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
 	}
-	obj, err := v.Object()
-	if err != nil {
-		return nil, badf("the request must be a JSON object, got %s", kindOf(v))
+	if cap(a.buf)-len(a.buf) < len(b) {
+		size := arenaChunk
+		if a.buf == nil {
+			size = arenaChunk / 4
+		}
+		if len(b) > size/2 {
+			return string(b)
+		}
+		a.buf = make([]byte, 0, size)
 	}
-	inputs := obj.Get("inputs")
-	if inputs == nil {
-		return nil, badf(`the request has no "inputs"`)
+	start := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return unsafe.String(&a.buf[start], len(b))
+}
+
+// annotate returns err, which came from decoding part of the request, as
+// a bad request with a prefix naming that part. Errors that already wrap
+// ErrBadRequest (malformed JSON, the value limit) are returned as they are.
+func annotate(err error, prefix string) error {
+	if errors.Is(err, ErrBadRequest) {
+		return err
 	}
-	ins, err := inputs.Array()
-	if err != nil {
-		return nil, badf(`"inputs" must be an array, got %s`, kindOf(inputs))
-	}
-	var req *InferRequest
-	if len(ins) == 1 {
-		one := new(requestOne)
-		req = &one.req
-		req.Inputs = one.in[:]
-	} else {
-		req = &InferRequest{Inputs: make([]tensor.Tensor, len(ins))}
-	}
-	if x := obj.Get("id"); x != nil {
-		s, err := x.StringBytes()
+	return fmt.Errorf("%w: %s%w", ErrBadRequest, prefix, err)
+}
+
+// decode decodes the request object, then checks what needs all of it:
+// that "inputs" was given, that names are unique and that every binary
+// byte belongs to an input.
+func (d *requestDecoder) decode() (*InferRequest, error) {
+	s := &d.s
+	s.ws()
+	if s.kind() != kindObject {
+		k, err := s.wrongKind()
+		if err == nil {
+			err = s.end()
+		}
 		if err != nil {
-			return nil, badf(`"id" must be a string, got %s`, kindOf(x))
-		}
-		req.ID = string(s)
-	}
-	if x := obj.Get("parameters"); x != nil {
-		m, special, err := decodeParams(x, paramBinaryOutput)
-		if err != nil {
-			return nil, badf("request %w", err)
-		}
-		req.Params = m
-		if special != nil {
-			if req.BinaryOutput, err = special.Bool(); err != nil {
-				return nil, badf("request parameter %s must be a boolean, got %s", paramBinaryOutput, kindOf(special))
-			}
-		}
-	}
-	for i, x := range ins {
-		if err := d.input(req, i, x); err != nil {
 			return nil, err
 		}
+		return nil, badf("the request must be a JSON object, got %s", k)
+	}
+	d.one = new(requestOne)
+	req := &d.one.req
+	req.Inputs = d.one.in[:0]
+	d.req = req
+	var seenID, seenParams, seenInputs, seenOutputs bool
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	for more, err := s.next('}', true); more || err != nil; more, err = s.next('}', false) {
+		if err != nil {
+			return nil, err
+		}
+		k, err := s.key()
+		if err != nil {
+			return nil, err
+		}
+		seen := (*bool)(nil)
+		switch string(k) {
+		case "id":
+			seen = &seenID
+		case "parameters":
+			seen = &seenParams
+		case "inputs":
+			seen = &seenInputs
+		case "outputs":
+			seen = &seenOutputs
+		}
+		switch {
+		case seen == nil || *seen:
+			err = s.skip(false)
+		case seen == &seenID:
+			err = d.id()
+		case seen == &seenParams:
+			err = d.requestParams()
+		case seen == &seenInputs:
+			err = d.inputs()
+		default:
+			err = d.outputs()
+		}
+		if err != nil {
+			return nil, err
+		}
+		if seen != nil {
+			*seen = true
+		}
+	}
+	if err := s.end(); err != nil {
+		return nil, err
+	}
+	if !seenInputs {
+		return nil, badf(`the request has no "inputs"`)
+	}
+	if req.InputParams != nil {
+		req.InputParams = slices.Grow(req.InputParams, len(req.Inputs)-len(req.InputParams))[:len(req.Inputs)]
 	}
 	if name, dup := duplicate(len(req.Inputs), func(i int) string { return req.Inputs[i].Name }); dup {
 		return nil, badf("input %q appears more than once", name)
@@ -353,79 +411,199 @@ func (d *requestDecoder) decode(p *fastjson.Parser, js []byte) (*InferRequest, e
 	if d.off != len(d.bin) {
 		return nil, badf("%d bytes of binary data after the JSON header belong to no input (binary_data_size values add up to %d)", len(d.bin)-d.off, d.off)
 	}
-	if x := obj.Get("outputs"); x != nil {
-		outs, err := x.Array()
-		if err != nil {
-			return nil, badf(`"outputs" must be an array, got %s`, kindOf(x))
-		}
-		if len(outs) > 0 {
-			req.Outputs = make([]RequestedOutput, len(outs))
-		}
-		for i, o := range outs {
-			if err := decodeOutput(&req.Outputs[i], i, o); err != nil {
-				return nil, err
-			}
-		}
-		if name, dup := duplicate(len(req.Outputs), func(i int) string { return req.Outputs[i].Name }); dup {
-			return nil, badf("output %q is requested more than once", name)
-		}
+	if name, dup := duplicate(len(req.Outputs), func(i int) string { return req.Outputs[i].Name }); dup {
+		return nil, badf("output %q is requested more than once", name)
 	}
 	return req, nil
 }
 
-func (d *requestDecoder) input(req *InferRequest, i int, x *fastjson.Value) error {
-	o, err := x.Object()
-	if err != nil {
-		return badf("input %d must be an object, got %s", i, kindOf(x))
+// end checks that only whitespace follows the request.
+func (s *scanner) end() error {
+	s.ws()
+	if s.pos < len(s.js) {
+		return s.syntaxErr(s.pos, "data after the request object")
 	}
-	name, err := nameOf(o, "input", i)
-	if err != nil {
-		return err
-	}
-	dt, err := datatypeOf(o, name)
-	if err != nil {
-		return err
-	}
-	shape, n, err := d.shapeOf(o, name)
-	if err != nil {
-		return err
-	}
-	binSize := int64(-1)
-	if pv := o.Get("parameters"); pv != nil {
-		m, special, err := decodeParams(pv, paramBinarySize)
+	return nil
+}
+
+// id decodes the request's "id".
+func (d *requestDecoder) id() error {
+	s := &d.s
+	if s.kind() != kindString {
+		k, err := s.wrongKind()
 		if err != nil {
-			return badf("input %q: %w", name, err)
+			return err
 		}
-		if m != nil {
-			if req.InputParams == nil {
-				req.InputParams = make([]map[string]Param, len(req.Inputs))
-			}
-			req.InputParams[i] = m
+		return badf(`"id" must be a string, got %s`, k)
+	}
+	b, err := s.str()
+	if err != nil {
+		return err
+	}
+	d.req.ID = d.strs.str(b)
+	return nil
+}
+
+// requestParams decodes the request's "parameters".
+func (d *requestDecoder) requestParams() error {
+	m, special, err := d.params(paramBinaryOutput)
+	if err != nil {
+		return annotate(err, "request ")
+	}
+	d.req.Params = m
+	if special >= 0 {
+		v, k, err := d.boolAt(special)
+		if err != nil {
+			return err
 		}
-		if special != nil {
-			neg, mag, err := d.intOf(special)
-			if err != nil || (neg && mag != 0) || mag > math.MaxInt64 {
-				return badf("input %q: %s must be a non-negative integer", name, paramBinarySize)
+		if k != kindBool {
+			return badf("request parameter %s must be a boolean, got %s", paramBinaryOutput, k)
+		}
+		d.req.BinaryOutput = v
+	}
+	return nil
+}
+
+// inputs decodes the "inputs" array.
+func (d *requestDecoder) inputs() error {
+	s := &d.s
+	if s.kind() != kindArray {
+		k, err := s.wrongKind()
+		if err != nil {
+			return err
+		}
+		return badf(`"inputs" must be an array, got %s`, k)
+	}
+	if err := s.open(); err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		more, err := s.next(']', i == 0)
+		if err != nil || !more {
+			return err
+		}
+		if s.kind() != kindObject {
+			k, err := s.wrongKind()
+			if err != nil {
+				return err
 			}
-			binSize = int64(mag)
+			return badf("input %d must be an object, got %s", i, k)
+		}
+		d.req.Inputs = append(d.req.Inputs, tensor.Tensor{})
+		if err := d.input(i); err != nil {
+			return err
 		}
 	}
-	t := &req.Inputs[i]
-	t.Name, t.DataType, t.Shape = name, dt, shape
-	data := o.Get("data")
+}
+
+// inputMembers are the values of an input object's members.
+type inputMembers struct {
+	name, datatype, shape, params, data span
+}
+
+// input decodes the input object at s.pos into d.req.Inputs[i]. The name,
+// datatype, shape and parameters are decoded once all of them were seen
+// (their errors name the input); "data" is decoded where it stands when it
+// comes after name, datatype and shape, as it usually does, and otherwise
+// skipped and decoded from its span at the end of the object.
+func (d *requestDecoder) input(i int) error {
+	s := &d.s
+	t := &d.req.Inputs[i]
+	var (
+		f          inputMembers
+		n          int64
+		binSize    = int64(-1)
+		ready      bool // name, datatype and shape are decoded
+		paramsDone bool
+		dataDone   bool
+	)
+	if err := s.open(); err != nil {
+		return err
+	}
+	for more, err := s.next('}', true); more || err != nil; more, err = s.next('}', false) {
+		if err != nil {
+			return err
+		}
+		k, err := s.key()
+		if err != nil {
+			return err
+		}
+		var sp *span
+		switch string(k) {
+		case "name":
+			sp = &f.name
+		case "datatype":
+			sp = &f.datatype
+		case "shape":
+			sp = &f.shape
+		case "parameters":
+			sp = &f.params
+		case "data":
+			sp = &f.data
+		}
+		start := s.pos
+		switch {
+		case sp == nil || sp.present():
+			err = s.skip(false)
+		case sp == &f.data && f.name.present() && f.datatype.present() && f.shape.present():
+			if n, err = d.inputHeader(i, &f); err != nil {
+				return err
+			}
+			ready = true
+			if f.params.present() {
+				if binSize, err = d.inputParams(i, f.params); err != nil {
+					return err
+				}
+				paramsDone = true
+			}
+			if binSize >= 0 {
+				err = s.skip(true) // an error below
+				break
+			}
+			if t.Data, err = s.decodeData(t.DataType, t.Shape, n, len(s.js)-s.pos); err != nil {
+				return annotate(err, fmt.Sprintf("input %q: ", t.Name))
+			}
+			dataDone = true
+		default:
+			err = s.skip(true)
+		}
+		if err != nil {
+			return err
+		}
+		if sp != nil && !sp.present() {
+			*sp = span{start, s.pos}
+		}
+	}
+	var err error
+	if !ready {
+		if n, err = d.inputHeader(i, &f); err != nil {
+			return err
+		}
+	}
+	if f.params.present() && !paramsDone {
+		if binSize, err = d.inputParams(i, f.params); err != nil {
+			return err
+		}
+	}
+	name, dt, shape := t.Name, t.DataType, t.Shape
 	if binSize < 0 {
-		if data == nil {
+		if !f.data.present() {
 			return badf(`input %q has no "data" and no %s`, name, paramBinarySize)
 		}
-		if t.Data, err = tensor.DecodeJSON(dt, shape, data, d.lim.MaxElements); err != nil {
-			return fmt.Errorf("%w: input %q: %w", ErrBadRequest, name, err)
+		if !dataDone {
+			m := s.seek(f.data.start)
+			t.Data, err = s.decodeData(dt, shape, n, f.data.end-f.data.start)
+			s.restore(m)
+			if err != nil {
+				return annotate(err, fmt.Sprintf("input %q: ", name))
+			}
 		}
 		return nil
 	}
 	switch {
 	case !d.header:
 		return badf("input %q has %s but the request has no Inference-Header-Content-Length header", name, paramBinarySize)
-	case data != nil:
+	case f.data.present():
 		return badf(`input %q has both "data" and %s`, name, paramBinarySize)
 	}
 	if dt != tensor.Bytes {
@@ -456,29 +634,69 @@ func (d *requestDecoder) input(req *InferRequest, i int, x *fastjson.Value) erro
 	return nil
 }
 
-func nameOf(o *fastjson.Object, what string, i int) (string, error) {
-	v := o.Get("name")
-	if v == nil {
+// inputHeader decodes input i's name, datatype and shape, returning its
+// element count.
+func (d *requestDecoder) inputHeader(i int, f *inputMembers) (int64, error) {
+	t := &d.req.Inputs[i]
+	name, err := d.nameAt(f.name, "input", i)
+	if err != nil {
+		return 0, err
+	}
+	t.Name = name
+	if !f.datatype.present() {
+		return 0, badf(`input %q has no "datatype"`, name)
+	}
+	if t.DataType, err = d.datatypeAt(f.datatype, name); err != nil {
+		return 0, err
+	}
+	if !f.shape.present() {
+		return 0, badf(`input %q has no "shape"`, name)
+	}
+	var n int64
+	t.Shape, n, err = d.shapeAt(f.shape, name)
+	return n, err
+}
+
+// nameAt decodes the "name" of input or output i.
+func (d *requestDecoder) nameAt(sp span, what string, i int) (string, error) {
+	if !sp.present() {
 		return "", badf(`%s %d has no "name"`, what, i)
 	}
-	b, err := v.StringBytes()
+	s := &d.s
+	m := s.seek(sp.start)
+	defer s.restore(m)
+	if s.kind() != kindString {
+		k, err := s.wrongKind()
+		if err != nil {
+			return "", err
+		}
+		return "", badf(`%s %d: "name" must be a string, got %s`, what, i, k)
+	}
+	b, err := s.str()
 	if err != nil {
-		return "", badf(`%s %d: "name" must be a string, got %s`, what, i, kindOf(v))
+		return "", err
 	}
 	if len(b) == 0 {
 		return "", badf("%s %d has an empty name", what, i)
 	}
-	return string(b), nil
+	return d.strs.str(b), nil
 }
 
-func datatypeOf(o *fastjson.Object, name string) (tensor.DataType, error) {
-	v := o.Get("datatype")
-	if v == nil {
-		return 0, badf(`input %q has no "datatype"`, name)
+// datatypeAt decodes the "datatype" of the input called name.
+func (d *requestDecoder) datatypeAt(sp span, name string) (tensor.DataType, error) {
+	s := &d.s
+	m := s.seek(sp.start)
+	defer s.restore(m)
+	if s.kind() != kindString {
+		k, err := s.wrongKind()
+		if err != nil {
+			return 0, err
+		}
+		return 0, badf(`input %q: "datatype" must be a string, got %s`, name, k)
 	}
-	b, err := v.StringBytes()
+	b, err := s.str()
 	if err != nil {
-		return 0, badf(`input %q: "datatype" must be a string, got %s`, name, kindOf(v))
+		return 0, err
 	}
 	for _, dt := range tensor.AllDataTypes {
 		if dt.String() == string(b) {
@@ -488,33 +706,61 @@ func datatypeOf(o *fastjson.Object, name string) (tensor.DataType, error) {
 	return 0, badf("input %q has unknown datatype %q", name, b)
 }
 
-// shapeOf decodes and validates an input's shape, returning its element
+// shapeAt decodes and validates an input's shape, returning its element
 // count.
-func (d *requestDecoder) shapeOf(o *fastjson.Object, name string) (tensor.Shape, int64, error) {
-	v := o.Get("shape")
-	if v == nil {
-		return nil, 0, badf(`input %q has no "shape"`, name)
-	}
-	dims, err := v.Array()
-	if err != nil {
-		return nil, 0, badf(`input %q: "shape" must be an array of integers, got %s`, name, kindOf(v))
-	}
-	if len(dims) > maxRank {
-		return nil, 0, badf("input %q: shape has %d dimensions, the limit is %d", name, len(dims), maxRank)
-	}
-	shape := make(tensor.Shape, len(dims))
-	for j, dv := range dims {
-		neg, mag, err := d.intOf(dv)
-		switch {
-		case err != nil:
-			return nil, 0, badf("input %q: shape dimension %d: %v", name, j, err)
-		case neg && mag != 0:
-			return nil, 0, badf("input %q: shape dimension %d is negative (-%d)", name, j, mag)
-		case mag > math.MaxInt64:
-			return nil, 0, fmt.Errorf("%w: input %q: %w: shape dimension %d is %d", ErrBadRequest, name, tensor.ErrTooLarge, j, mag)
+func (d *requestDecoder) shapeAt(sp span, name string) (tensor.Shape, int64, error) {
+	s := &d.s
+	m := s.seek(sp.start)
+	defer s.restore(m)
+	if s.kind() != kindArray {
+		k, err := s.wrongKind()
+		if err != nil {
+			return nil, 0, err
 		}
-		shape[j] = int64(mag)
+		return nil, 0, badf(`input %q: "shape" must be an array of integers, got %s`, name, k)
 	}
+	var (
+		dims  [maxRank]int64
+		rank  int
+		first error // the first bad dimension, reported unless the rank is
+	)
+	if err := s.open(); err != nil {
+		return nil, 0, err
+	}
+	for more, err := s.next(']', true); more || err != nil; more, err = s.next(']', false) {
+		if err != nil {
+			return nil, 0, err
+		}
+		j := rank
+		rank++
+		if j >= maxRank || first != nil {
+			if err := s.skip(true); err != nil {
+				return nil, 0, err
+			}
+			continue
+		}
+		neg, mag, err := s.integer()
+		switch {
+		case errors.Is(err, ErrBadRequest):
+			return nil, 0, err
+		case err != nil:
+			first = badf("input %q: shape dimension %d: %v", name, j, err)
+		case neg && mag != 0:
+			first = badf("input %q: shape dimension %d is negative (-%d)", name, j, mag)
+		case mag > math.MaxInt64:
+			first = fmt.Errorf("%w: input %q: %w: shape dimension %d is %d", ErrBadRequest, name, tensor.ErrTooLarge, j, mag)
+		default:
+			dims[j] = int64(mag)
+		}
+	}
+	if rank > maxRank {
+		return nil, 0, badf("input %q: shape has %d dimensions, the limit is %d", name, rank, maxRank)
+	}
+	if first != nil {
+		return nil, 0, first
+	}
+	shape := make(tensor.Shape, rank)
+	copy(shape, dims[:rank])
 	n, err := shape.Elements(d.lim.MaxElements)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: input %q: %w", ErrBadRequest, name, err)
@@ -522,95 +768,240 @@ func (d *requestDecoder) shapeOf(o *fastjson.Object, name string) (tensor.Shape,
 	return shape, n, nil
 }
 
-// intOf parses a JSON integer value.
-func (d *requestDecoder) intOf(v *fastjson.Value) (neg bool, mag uint64, err error) {
-	if v.Type() != fastjson.TypeNumber {
-		return false, 0, fmt.Errorf("expected an integer, got %s", kindOf(v))
+// inputParams decodes input i's parameters, returning its
+// binary_data_size (-1 when absent).
+func (d *requestDecoder) inputParams(i int, sp span) (int64, error) {
+	s := &d.s
+	m := s.seek(sp.start)
+	defer s.restore(m)
+	name := d.req.Inputs[i].Name
+	params, special, err := d.params(paramBinarySize)
+	if err != nil {
+		return 0, annotate(err, fmt.Sprintf("input %q: ", name))
 	}
-	if d.num == nil {
-		d.num = make([]byte, 0, 32)
+	if params != nil {
+		for len(d.req.InputParams) <= i {
+			d.req.InputParams = append(d.req.InputParams, nil)
+		}
+		d.req.InputParams[i] = params
 	}
-	d.num = v.MarshalTo(d.num[:0])
-	return tensor.ParseJSONInt(d.num)
+	if special < 0 {
+		return -1, nil
+	}
+	s.pos = special
+	neg, mag, err := s.integer()
+	if err != nil || (neg && mag != 0) || mag > math.MaxInt64 {
+		return 0, badf("input %q: %s must be a non-negative integer", name, paramBinarySize)
+	}
+	return int64(mag), nil
 }
 
-func decodeOutput(out *RequestedOutput, i int, x *fastjson.Value) error {
-	o, err := x.Object()
-	if err != nil {
-		return badf("output %d must be an object, got %s", i, kindOf(x))
+// integer reads a number written as an integer.
+func (s *scanner) integer() (neg bool, mag uint64, err error) {
+	if s.kind() != kindNumber {
+		k, err := s.wrongKind()
+		if err != nil {
+			return false, 0, err
+		}
+		return false, 0, fmt.Errorf("expected an integer, got %s", k)
 	}
-	if out.Name, err = nameOf(o, "output", i); err != nil {
+	raw, err := s.number()
+	if err != nil {
+		return false, 0, err
+	}
+	return tensor.ParseJSONInt(raw)
+}
+
+// outputs decodes the "outputs" array.
+func (d *requestDecoder) outputs() error {
+	s := &d.s
+	if s.kind() != kindArray {
+		k, err := s.wrongKind()
+		if err != nil {
+			return err
+		}
+		return badf(`"outputs" must be an array, got %s`, k)
+	}
+	if err := s.open(); err != nil {
 		return err
 	}
-	pv := o.Get("parameters")
-	if pv == nil {
+	for i := 0; ; i++ {
+		more, err := s.next(']', i == 0)
+		if err != nil || !more {
+			return err
+		}
+		if s.kind() != kindObject {
+			k, err := s.wrongKind()
+			if err != nil {
+				return err
+			}
+			return badf("output %d must be an object, got %s", i, k)
+		}
+		if d.req.Outputs == nil {
+			d.req.Outputs = d.one.out[:0]
+		}
+		d.req.Outputs = append(d.req.Outputs, RequestedOutput{})
+		if err := d.output(i); err != nil {
+			return err
+		}
+	}
+}
+
+// output decodes the requested output object at s.pos into
+// d.req.Outputs[i].
+func (d *requestDecoder) output(i int) error {
+	s := &d.s
+	var name, params span
+	if err := s.open(); err != nil {
+		return err
+	}
+	for more, err := s.next('}', true); more || err != nil; more, err = s.next('}', false) {
+		if err != nil {
+			return err
+		}
+		k, err := s.key()
+		if err != nil {
+			return err
+		}
+		var sp *span
+		switch string(k) {
+		case "name":
+			sp = &name
+		case "parameters":
+			sp = &params
+		}
+		start := s.pos
+		if sp == nil || sp.present() {
+			err = s.skip(false)
+		} else {
+			err = s.skip(true)
+		}
+		if err != nil {
+			return err
+		}
+		if sp != nil && !sp.present() {
+			*sp = span{start, s.pos}
+		}
+	}
+	out := &d.req.Outputs[i]
+	var err error
+	if out.Name, err = d.nameAt(name, "output", i); err != nil {
+		return err
+	}
+	if !params.present() {
 		return nil
 	}
-	m, special, err := decodeParams(pv, paramBinary)
+	m := s.seek(params.start)
+	defer s.restore(m)
+	ps, special, err := d.params(paramBinary)
 	if err != nil {
-		return badf("output %q: %w", out.Name, err)
+		return annotate(err, fmt.Sprintf("output %q: ", out.Name))
 	}
-	out.Params = m
-	if special != nil {
-		if out.Binary, err = special.Bool(); err != nil {
-			return badf("output %q: %s must be a boolean, got %s", out.Name, paramBinary, kindOf(special))
+	out.Params = ps
+	if special >= 0 {
+		v, k, err := d.boolAt(special)
+		if err != nil {
+			return err
 		}
-		out.BinarySet = true
+		if k != kindBool {
+			return badf("output %q: %s must be a boolean, got %s", out.Name, paramBinary, k)
+		}
+		out.Binary, out.BinarySet = v, true
 	}
 	return nil
 }
 
-// decodeParams decodes a "parameters" object. The parameter named special
-// is returned separately and left out of the map; the map is nil when no
-// other parameter is present. Errors do not wrap ErrBadRequest.
-func decodeParams(v *fastjson.Value, special string) (map[string]Param, *fastjson.Value, error) {
-	o, err := v.Object()
-	if err != nil {
-		return nil, nil, fmt.Errorf(`"parameters" must be an object, got %s`, kindOf(v))
+// params decodes the "parameters" object at s.pos. The parameter named
+// special is left out of the map; the offset of its value (of the last,
+// when repeated) is returned, or -1. The map is nil when no other
+// parameter is present. Errors about the parameters do not wrap
+// ErrBadRequest; malformed JSON does.
+func (d *requestDecoder) params(special string) (map[string]Param, int, error) {
+	s := &d.s
+	if s.kind() != kindObject {
+		k, err := s.wrongKind()
+		if err != nil {
+			return nil, -1, err
+		}
+		return nil, -1, fmt.Errorf(`"parameters" must be an object, got %s`, k)
 	}
-	var (
-		m    map[string]Param
-		sp   *fastjson.Value
-		perr error
-	)
-	o.Visit(func(k []byte, x *fastjson.Value) {
-		if perr != nil {
-			return
+	var m map[string]Param
+	sp := -1
+	if err := s.open(); err != nil {
+		return nil, -1, err
+	}
+	for more, err := s.next('}', true); more || err != nil; more, err = s.next('}', false) {
+		if err != nil {
+			return nil, -1, err
+		}
+		k, err := s.key()
+		if err != nil {
+			return nil, -1, err
 		}
 		if string(k) == special {
-			sp = x
-			return
+			sp = s.pos
+			if err := s.skip(true); err != nil {
+				return nil, -1, err
+			}
+			continue
 		}
-		p, err := paramOf(x)
+		key := d.strs.str(k)
+		p, err := d.param()
 		if err != nil {
-			perr = fmt.Errorf("parameter %q %w", k, err)
-			return
+			if errors.Is(err, ErrBadRequest) {
+				return nil, -1, err
+			}
+			return nil, -1, fmt.Errorf("parameter %q %w", key, err)
 		}
 		if m == nil {
-			m = make(map[string]Param, o.Len())
+			m = make(map[string]Param)
 		}
-		m[string(k)] = p
-	})
-	return m, sp, perr
+		m[key] = p
+	}
+	return m, sp, nil
 }
 
-func paramOf(x *fastjson.Value) (Param, error) {
-	switch x.Type() {
-	case fastjson.TypeString:
-		s, _ := x.StringBytes()
-		return StringParam(string(s)), nil
-	case fastjson.TypeNumber:
-		raw := x.MarshalTo(nil) // a fresh slice nothing else refers to
-		if valid, _ := tensor.ScanJSONNumber(raw); !valid {
-			return Param{}, fmt.Errorf("is a malformed number %q", string(raw))
+// param decodes one parameter value.
+func (d *requestDecoder) param() (Param, error) {
+	s := &d.s
+	switch s.kind() {
+	case kindString:
+		b, err := s.str()
+		if err != nil {
+			return Param{}, err
 		}
-		return Param{kind: ParamNumber, text: unsafe.String(unsafe.SliceData(raw), len(raw))}, nil
-	case fastjson.TypeTrue:
-		return BoolParam(true), nil
-	case fastjson.TypeFalse:
-		return BoolParam(false), nil
+		return StringParam(d.strs.str(b)), nil
+	case kindNumber:
+		raw, err := s.number()
+		if err != nil {
+			return Param{}, err
+		}
+		if valid, _ := tensor.ScanJSONNumber(raw); !valid {
+			return Param{}, fmt.Errorf("is a malformed number %q", raw)
+		}
+		return Param{kind: ParamNumber, text: d.strs.str(raw)}, nil
+	case kindBool:
+		v, err := s.boolean()
+		return BoolParam(v), err
 	}
-	return Param{}, fmt.Errorf("must be a string, number or boolean, got %s", kindOf(x))
+	k, err := s.wrongKind()
+	if err != nil {
+		return Param{}, err
+	}
+	return Param{}, fmt.Errorf("must be a string, number or boolean, got %s", k)
+}
+
+// boolAt reads the value at offset off, scanned before, as a boolean; k
+// is its kind.
+func (d *requestDecoder) boolAt(off int) (v bool, k kind, err error) {
+	s := &d.s
+	m := s.seek(off)
+	defer s.restore(m)
+	if k = s.kind(); k != kindBool {
+		return false, k, nil
+	}
+	v, err = s.boolean()
+	return v, k, err
 }
 
 // duplicate returns a name that occurs twice among n names.
@@ -634,17 +1025,6 @@ func duplicate(n int, name func(int) string) (string, bool) {
 		seen[s] = struct{}{}
 	}
 	return "", false
-}
-
-func kindOf(v *fastjson.Value) string {
-	switch t := v.Type(); t {
-	case fastjson.TypeTrue, fastjson.TypeFalse:
-		return "a boolean"
-	case fastjson.TypeObject, fastjson.TypeArray:
-		return "an " + t.String()
-	default:
-		return "a " + t.String()
-	}
 }
 
 // DecodeRawInput decodes the raw binary request form

@@ -730,6 +730,47 @@ func BenchmarkDecodeInferRequest(b *testing.B) {
 	}
 }
 
+// largeJSONRequest returns a request whose one FP32 input holds n values
+// written by value(i), as JSON.
+func largeJSONRequest(n int, value func(i int) string) []byte {
+	b := fmt.Appendf(nil, `{"inputs":[{"name":"x","shape":[%d],"datatype":"FP32","data":[`, n)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, value(i)...)
+	}
+	return append(b, "]}]}"...)
+}
+
+// BenchmarkDecodeInferRequestLarge decodes large JSON tensors: a
+// ResNet-sized image (3x224x224 random floats) and 1M copies of 0.5.
+func BenchmarkDecodeInferRequestLarge(b *testing.B) {
+	r := rand.New(rand.NewPCG(9, 10))
+	vals := make([]string, 1024)
+	for i := range vals {
+		vals[i] = strconv.FormatFloat(float64(r.Float32()), 'g', -1, 32)
+	}
+	for _, c := range []struct {
+		name string
+		body []byte
+	}{
+		{"resnet-150528", largeJSONRequest(3*224*224, func(i int) string { return vals[i%len(vals)] })},
+		{"1M", largeJSONRequest(1<<20, func(int) string { return "0.5" })},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			lim := Limits{MaxJSONValues: 1 << 21}
+			b.SetBytes(int64(len(c.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := DecodeInferRequest(c.body, -1, lim); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 func BenchmarkAppendInferResponse(b *testing.B) {
 	for _, form := range []struct {
 		name   string
