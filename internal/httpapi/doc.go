@@ -5,6 +5,8 @@
 // errors from the layers below become HTTP status codes.
 //
 // The inference codec (DecodeInferRequest, DecodeRawInput,
-// AppendInferResponse) parses with fastjson and writes JSON by appending
-// bytes, without reflection, so the hot path allocates little.
+// AppendInferResponse) reads requests with a single-pass scanner that
+// decodes tensor data straight into little-endian bytes, and writes JSON
+// by appending bytes, without reflection, so the hot path allocates little
+// and memory stays proportional to the body.
 package httpapi
