@@ -60,6 +60,7 @@ func mainErr() error {
 		render = flag.String("render", "", "only rewrite the report and plots from this results.json")
 		qLimit = flag.Float64("quiet", 0.3, "before each measurement, wait until other processes use fewer than this many cores")
 		qWait  = flag.Duration("quiet-wait", 0, "longest wait for quiet before each measurement (default 30s; quick 5s; 0s disables)")
+		retry  = flag.Int("retries", -1, "measure a level again (up to this many times) when other processes used more than --quiet cores (default 2; quick 0)")
 	)
 	flag.Parse()
 	root, err := os.Getwd()
@@ -126,9 +127,16 @@ func mainErr() error {
 		h.plan = quickPlan()
 		h.quietWait = 5 * time.Second
 	}
+	h.retries = 2
+	if *quick {
+		h.retries = 0
+	}
 	flag.Visit(func(f *flag.Flag) {
-		if f.Name == "quiet-wait" {
+		switch f.Name {
+		case "quiet-wait":
 			h.quietWait = *qWait
+		case "retries":
+			h.retries = max(0, *retry)
 		}
 	})
 	if h.work, err = os.MkdirTemp("", "kiln-bench-"); err != nil {
@@ -226,6 +234,7 @@ type harness struct {
 	quick              bool
 	quietLimit         float64
 	quietWait          time.Duration
+	retries            int
 	plan               Plan
 	rep                *Report
 	log                io.Writer

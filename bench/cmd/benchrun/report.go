@@ -324,7 +324,8 @@ func writeMarkdown(w io.Writer, rep *Report, plots []Plot, notes string) error {
 	p("- Percentiles are exact nearest-rank values over every request of the window. Throughput is completed requests / window.\n")
 	if rep.QuietWait > 0 {
 		p("- Before each measurement the harness waited (up to %s) until processes other than the server and itself used fewer\n", rep.QuietWait)
-		p("  than %.2f cores; the CPU tables show the cores the server, the load generator and everything else used.\n", rep.QuietLimit)
+		p("  than %.2f cores, and measured a level up to %d more times when outside load exceeded that, keeping the quietest\n", rep.QuietLimit, rep.Retries)
+		p("  attempt; the CPU tables show the cores the server, the load generator and everything else used.\n")
 	}
 	p("- MLP: warm-up %s, window %s per level. ResNet-18: warm-up %s, window %s. Every request carries one row (batch 1); Kiln's\n",
 		rep.Plan.MLPWarmup, rep.Plan.MLPDuration, rep.Plan.ResNetWarmup, rep.Plan.ResNetDuration)

@@ -30,6 +30,7 @@ type Report struct {
 	// up to QuietWait for other processes to use fewer than QuietLimit cores.
 	QuietLimit float64       `json:"quiet_limit"`
 	QuietWait  time.Duration `json:"quiet_wait"`
+	Retries    int           `json:"retries"`
 	// OpenRate is the open-loop request rate (requests/s).
 	OpenRate float64     `json:"open_rate"`
 	MLP      []Series    `json:"mlp"`
@@ -116,7 +117,7 @@ type WrkCheck struct {
 
 func (h *harness) run(ctx context.Context) (*Report, error) {
 	h.rep = &Report{Quick: h.quick, Date: time.Now().UTC(), Machine: machineInfo(), Plan: h.plan,
-		Settings: settings(h.cpus, h.budget), Command: commandLine(h.quick), QuietLimit: h.quietLimit, QuietWait: h.quietWait}
+		Settings: settings(h.cpus, h.budget), Command: commandLine(h.quick), QuietLimit: h.quietLimit, QuietWait: h.quietWait, Retries: h.retries}
 	started := time.Now()
 	defer func() {
 		h.rep.Seconds = time.Since(started).Seconds()
@@ -246,40 +247,76 @@ func (h *harness) sweep(ctx context.Context, contender string, pid int, cfg load
 	p := g.Probe()
 	s.RequestBytes, s.ResponseBytes = p.RequestBytes, p.ResponseBytes
 	for _, n := range levels {
-		var before modelStats
-		if statsFn != nil {
-			if before, err = statsFn(ctx); err != nil {
-				g.Close()
-				return s, nil, err
-			}
-		}
-		h.quiet(ctx, pid)
-		c0 := sampleCPU(pid)
-		r, err := g.RunConcurrency(ctx, n)
-		if err != nil {
-			g.Close()
-			return s, nil, err
-		}
-		cpu := sampleCPU(pid).since(c0)
-		s.Results = append(s.Results, r)
-		s.CPU = append(s.CPU, cpu)
-		if statsFn != nil {
-			after, err := statsFn(ctx)
+		var best *point
+		for attempt := 0; attempt <= h.retries; attempt++ {
+			pt, err := h.measure(ctx, g, pid, n, statsFn)
 			if err != nil {
 				g.Close()
 				return s, nil, err
 			}
-			st := diffStats(before, after)
-			s.Server = append(s.Server, st)
-			h.logf("  %s %s %s c=%d: %.0f req/s p50 %s p99 %s ms, errors %s; cores server %.2f client %.2f other %.2f; mean batch %.1f, queue %.0f µs",
-				contender, cfg.Model, cfg.Protocol, n, r.Throughput, loadgen.FormatDuration(r.Latency.P50),
-				loadgen.FormatDuration(r.Latency.P99), r.ErrorSummary(), cpu.Server, cpu.Client, cpu.Other, st.MeanBatch(), st.QueueUS)
-		} else {
-			h.logf("  %s %s %s c=%d: %.0f req/s p50 %s p99 %s ms, errors %s; cores server %.2f client %.2f other %.2f", contender, cfg.Model, cfg.Protocol, n,
-				r.Throughput, loadgen.FormatDuration(r.Latency.P50), loadgen.FormatDuration(r.Latency.P99), r.ErrorSummary(), cpu.Server, cpu.Client, cpu.Other)
+			if attempt > 0 {
+				h.logf("  (measured again: other processes used %.2f cores the time before)", best.cpu.Other)
+			}
+			h.logPoint(contender, cfg, n, pt, statsFn != nil)
+			if best == nil || pt.cpu.Other < best.cpu.Other {
+				best = &pt
+			}
+			if best.cpu.Other <= h.quietLimit || h.quietWait <= 0 {
+				break
+			}
+		}
+		s.Results = append(s.Results, best.r)
+		s.CPU = append(s.CPU, best.cpu)
+		if statsFn != nil {
+			s.Server = append(s.Server, best.st)
 		}
 	}
 	return s, g, nil
+}
+
+// point is one measured level.
+type point struct {
+	r   loadgen.Result
+	cpu CPUUse
+	st  ServerStats
+}
+
+// measure runs one closed-loop level after waiting for quiet, with the
+// server's statistics around it when statsFn is set.
+func (h *harness) measure(ctx context.Context, g *loadgen.Generator, pid, n int, statsFn func(context.Context) (modelStats, error)) (point, error) {
+	var pt point
+	var before modelStats
+	var err error
+	h.quiet(ctx, pid)
+	if statsFn != nil {
+		if before, err = statsFn(ctx); err != nil {
+			return pt, err
+		}
+	}
+	c0 := sampleCPU(pid)
+	if pt.r, err = g.RunConcurrency(ctx, n); err != nil {
+		return pt, err
+	}
+	pt.cpu = sampleCPU(pid).since(c0)
+	if statsFn != nil {
+		after, err := statsFn(ctx)
+		if err != nil {
+			return pt, err
+		}
+		pt.st = diffStats(before, after)
+	}
+	return pt, nil
+}
+
+func (h *harness) logPoint(contender string, cfg loadgen.Config, n int, pt point, withStats bool) {
+	r, cpu, st := pt.r, pt.cpu, pt.st
+	line := fmt.Sprintf("  %s %s %s c=%d: %.0f req/s p50 %s p99 %s ms, errors %s; cores server %.2f client %.2f other %.2f",
+		contender, cfg.Model, cfg.Protocol, n, r.Throughput, loadgen.FormatDuration(r.Latency.P50),
+		loadgen.FormatDuration(r.Latency.P99), r.ErrorSummary(), cpu.Server, cpu.Client, cpu.Other)
+	if withStats {
+		line += fmt.Sprintf("; mean batch %.1f, queue %.0f µs", st.MeanBatch(), st.QueueUS)
+	}
+	h.logf("%s", line)
 }
 
 // openLoop runs one open-loop level.
@@ -664,16 +701,40 @@ func (h *harness) inproc(ctx context.Context, model string, args []string) (Inpr
 	if ts, err := exec.LookPath("taskset"); err == nil && h.cpus != "" {
 		argv = append([]string{ts, "-c", h.cpus}, argv...)
 	}
-	out, err := run(ctx, h.root, h.goEnv(), argv...)
-	if err != nil {
-		return InprocResult{}, err
+	var best InprocResult
+	bestOther := math.Inf(1)
+	for attempt := 0; attempt <= h.retries; attempt++ {
+		h.quiet(ctx, 0)
+		c0 := sampleCPU(0)
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Dir, cmd.Env = h.root, append(os.Environ(), h.goEnv()...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return InprocResult{}, fmt.Errorf("inproc: %w\n%s", err, stderr.String())
+		}
+		use := sampleCPU(0).since(c0)
+		// The peer's own CPU time is counted in "other" here: take it out.
+		secs := 0.0
+		if st := cmd.ProcessState; st != nil {
+			secs = (st.UserTime() + st.SystemTime()).Seconds() / max(time.Since(c0.at).Seconds(), 1e-9)
+		}
+		other := max(0, use.Other-secs)
+		var rs []InprocResult
+		if err := json.Unmarshal(out, &rs); err != nil || len(rs) == 0 {
+			return InprocResult{}, fmt.Errorf("inproc output: %v\n%s", err, out)
+		}
+		h.logf("  inproc %s %s: %.0f rows/s, call p50 %.1f µs (mean batch %.1f); other processes %.2f cores",
+			model, strings.Join(args, " "), rs[0].RowsPerS, rs[0].CallP50US, rs[0].MeanBatch, other)
+		if other < bestOther {
+			best, bestOther = rs[0], other
+		}
+		if bestOther <= h.quietLimit || h.quietWait <= 0 {
+			break
+		}
 	}
-	var rs []InprocResult
-	if err := json.Unmarshal([]byte(out), &rs); err != nil || len(rs) == 0 {
-		return InprocResult{}, fmt.Errorf("inproc output: %v\n%s", err, out)
-	}
-	h.logf("  inproc %s %s: %.0f rows/s, call p50 %.1f µs (mean batch %.1f)", model, strings.Join(args, " "), rs[0].RowsPerS, rs[0].CallP50US, rs[0].MeanBatch)
-	return rs[0], nil
+	return best, nil
 }
 
 // inprocVersion asks the in-process peer for ONNX Runtime's version.
