@@ -158,9 +158,13 @@ func closeEnough(dt string, got, want []byte) error {
 	case "FP64":
 		size, f = 8, func(b []byte, i int) float64 { return math.Float64frombits(binary.LittleEndian.Uint64(b[i:])) }
 	case "FP16":
-		size, f = 2, func(b []byte, i int) float64 { return float64(tensor.Float16ToFloat32(binary.LittleEndian.Uint16(b[i:]))) }
+		size, f = 2, func(b []byte, i int) float64 {
+			return float64(tensor.Float16ToFloat32(binary.LittleEndian.Uint16(b[i:])))
+		}
 	case "BF16":
-		size, f = 2, func(b []byte, i int) float64 { return float64(tensor.BFloat16ToFloat32(binary.LittleEndian.Uint16(b[i:]))) }
+		size, f = 2, func(b []byte, i int) float64 {
+			return float64(tensor.BFloat16ToFloat32(binary.LittleEndian.Uint16(b[i:])))
+		}
 	default:
 		if string(got) != string(want) {
 			return fmt.Errorf("got %x, want %x", got, want)
