@@ -21,6 +21,7 @@
 //
 //	go run ./bench/cmd/benchrun [--quick] [--kiln bin/kiln]
 //	go run ./bench/cmd/benchrun --render docs/benchmarks/results.json   # rewrite the report only
+//	go run ./bench/cmd/benchrun --redo-inproc docs/benchmarks/results.json  # measure the in-process limit again
 package main
 
 import (
@@ -58,6 +59,7 @@ func mainErr() error {
 		only   = flag.String("only", "", "comma-separated contenders to run (kiln,minimal,node,python,inproc,wrk); default all")
 		keep   = flag.Bool("keep", false, "keep the temporary work directory (logs, model repository)")
 		render = flag.String("render", "", "only rewrite the report and plots from this results.json")
+		redo   = flag.String("redo-inproc", "", "measure the in-process limit again for this results.json (same batch mixes) and rewrite the report")
 		qLimit = flag.Float64("quiet", 0.3, "before each measurement, wait until other processes use fewer than this many cores")
 		qWait  = flag.Duration("quiet-wait", 0, "longest wait for quiet before each measurement (default 30s; quick 5s; 0s disables)")
 		retry  = flag.Int("retries", -1, "measure a level again (up to this many times) when other processes used more than --quiet cores (default 2; quick 0)")
@@ -148,7 +150,20 @@ func mainErr() error {
 		defer os.RemoveAll(h.work)
 	}
 	start := time.Now()
-	rep, err := h.run(ctx)
+	var rep *Report
+	if *redo != "" {
+		b, rerr := os.ReadFile(*redo)
+		if rerr != nil {
+			return rerr
+		}
+		rep = &Report{}
+		if rerr := json.Unmarshal(b, rep); rerr != nil {
+			return fmt.Errorf("%s: %w", *redo, rerr)
+		}
+		err = h.redoInproc(ctx, rep)
+	} else {
+		rep, err = h.run(ctx)
+	}
 	if ctx.Err() != nil {
 		h.logf("interrupted: the report was not written")
 		return err

@@ -396,6 +396,9 @@ func writeMarkdown(w io.Writer, rep *Report, plots []Plot, notes string) error {
 
 	if len(rep.Inproc) > 0 {
 		p("## Compute limit: ONNX Runtime in-process\n\n")
+		if !rep.InprocRedone.IsZero() {
+			p("Measured again on %s UTC (`--redo-inproc`) with this run's batch mixes.\n\n", rep.InprocRedone.Format("2006-01-02 15:04"))
+		}
 		p("| measurement | sessions | mean batch | rows/s | call p50 µs | call mean µs |\n|---|---:|---:|---:|---:|---:|\n")
 		for _, in := range rep.Inproc {
 			r := in.Result

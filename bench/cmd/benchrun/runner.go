@@ -37,9 +37,12 @@ type Report struct {
 	ResNet   []Series    `json:"resnet"`
 	Open     []Series    `json:"open"`
 	Inproc   []InprocRun `json:"inproc"`
-	Wrk      *WrkCheck   `json:"wrk,omitempty"`
-	Ratios   []Ratio     `json:"ratios"`
-	Errors   []string    `json:"errors,omitempty"`
+	// InprocRedone, when set, is when the in-process measurements were
+	// repeated (--redo-inproc) for this run's batch mixes.
+	InprocRedone time.Time `json:"inproc_redone,omitzero"`
+	Wrk          *WrkCheck `json:"wrk,omitempty"`
+	Ratios       []Ratio   `json:"ratios"`
+	Errors       []string  `json:"errors,omitempty"`
 }
 
 // Series is one contender and protocol swept over levels.
@@ -113,6 +116,18 @@ type WrkCheck struct {
 	Target string         `json:"target"`
 	Wrk    WrkResult      `json:"wrk"`
 	Ours   loadgen.Result `json:"ours"`
+}
+
+// redoInproc measures the in-process limit again for a saved report.
+func (h *harness) redoInproc(ctx context.Context, rep *Report) error {
+	h.rep = rep
+	h.only = map[string]bool{"inproc": true}
+	if err := h.prepare(ctx); err != nil {
+		return err
+	}
+	rep.Inproc = nil
+	rep.InprocRedone = time.Now().UTC()
+	return h.runInproc(ctx)
 }
 
 func (h *harness) run(ctx context.Context) (*Report, error) {

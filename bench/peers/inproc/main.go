@@ -157,7 +157,9 @@ func defaultLib() string {
 }
 
 // parseMix turns "1:120,7:900" into a shuffled sequence of at most about
-// 1000 batch sizes in the given proportions of executions.
+// 100 000 batch sizes in the given proportions of executions. A size too
+// rare to get one entry at that resolution is left out, so the sequence's
+// mean batch size stays that of the mix.
 func parseMix(s string) ([]int, string, error) {
 	type entry struct{ size, count int }
 	var es []entry
@@ -177,13 +179,16 @@ func parseMix(s string) ([]int, string, error) {
 	if total == 0 {
 		return nil, "", errors.New("--mix has no executions")
 	}
-	scale := min(1.0, 1000/float64(total))
+	const resolution = 100_000
+	scale := min(1.0, resolution/float64(total))
 	var seq []int
 	for _, e := range es {
-		n := max(1, int(float64(e.count)*scale+0.5))
-		for range n {
+		for range int(float64(e.count)*scale + 0.5) {
 			seq = append(seq, e.size)
 		}
+	}
+	if len(seq) == 0 { // cannot happen with total > 0, but keep the run alive
+		seq = append(seq, es[0].size)
 	}
 	rand.New(rand.NewPCG(1, 1)).Shuffle(len(seq), func(i, j int) { seq[i], seq[j] = seq[j], seq[i] })
 	return seq, s, nil
