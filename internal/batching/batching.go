@@ -628,6 +628,12 @@ func (b *Batcher[In, Out]) inline(ctx context.Context, w *worker[In, Out], v In,
 	if err == nil && len(outs) != 1 {
 		err = fmt.Errorf("%w: execute returned %d results for 1 item", ErrInternal, len(outs))
 	}
+	// Take the answer before the instance is released: exec may reuse its
+	// result slice on its next call.
+	var out Out
+	if err == nil {
+		out = outs[0]
+	}
 	b.mu.Lock()
 	w.claimed = false
 	if b.queued > 0 || b.closed {
@@ -644,7 +650,7 @@ func (b *Batcher[In, Out]) inline(ctx context.Context, w *worker[In, Out], v In,
 		var zero Out
 		return zero, info, err
 	}
-	return outs[0], info, nil
+	return out, info, nil
 }
 
 // QueueLen returns the number of queued requests, not counting executing ones.
