@@ -1,0 +1,125 @@
+// Package pipeline is Kiln's streaming data-pipeline engine: a Source emits
+// Arrow record batches, Transforms rewrite them, Sinks write them, with
+// bounded channels (back-pressure), per-batch acknowledgement, dead-lettering
+// of bad rows, a result cache and run records. Components (sources,
+// transforms, sinks) are registered with a spec in init() by the packages
+// under internal/connectors and looked up by name when a spec is parsed.
+package pipeline
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/apache/arrow-go/v18/arrow"
+)
+
+// Batch is the unit of data between stages: one Arrow record batch. The
+// engine owns batches it passes on; a stage that keeps a batch beyond the
+// call must Retain it (and Release it when done).
+type Batch = arrow.RecordBatch
+
+// AckFunc is called exactly once per emitted batch: with nil after every
+// sink has written the batch (or its rows were dead-lettered), or with the
+// error that stopped it. Stream sources acknowledge upstream in it (at-least-
+// once delivery); file and database sources may pass nil.
+type AckFunc func(ctx context.Context, err error) error
+
+// EmitFunc hands one batch to the engine. It blocks while downstream is full
+// (back-pressure) and returns ctx's error when the run is cancelled.
+type EmitFunc func(ctx context.Context, b Batch, ack AckFunc) error
+
+// Source produces the run's input.
+type Source interface {
+	// Read emits batches until the input is exhausted (then returns nil)
+	// or ctx ends. A source that can be read only once (a stream) says so
+	// through Rereadable.
+	Read(ctx context.Context, emit EmitFunc) error
+	Close() error
+}
+
+// Fingerprinter is implemented by sources whose input can be identified
+// without reading it all (file size+mtime+content hash, query text and
+// parameters); the result cache keys on it. Sources without it are never
+// cached.
+type Fingerprinter interface {
+	Fingerprint(ctx context.Context) (string, error)
+}
+
+// Rereadable reports whether Read may be called again to read the same data
+// (needed to fit a transform on the data before the main pass). Sources that
+// do not implement it are assumed rereadable.
+type Rereadable interface {
+	Rereadable() bool
+}
+
+// Task is one independent part of a source (a file, a Parquet row-group
+// range, a key range) for distributed runs. Spec is the component's own
+// description of the part, JSON-encoded; Weight is an estimate of its size
+// (bytes or rows) for progress.
+type Task struct {
+	ID     string `json:"id"`
+	Spec   []byte `json:"spec"`
+	Weight int64  `json:"weight,omitempty"`
+}
+
+// Splitter is implemented by sources that can be split into tasks.
+type Splitter interface {
+	Split(ctx context.Context) ([]Task, error)
+	// OpenTask returns a source that reads just that task's part.
+	OpenTask(ctx context.Context, t Task) (Source, error)
+}
+
+// RowError names one input row a stage could not process and why. Row
+// indexes the batch the stage was given.
+type RowError struct {
+	Row int
+	Err error
+}
+
+// Transform rewrites batches. Rows it cannot process are returned in rej
+// (they go to the dead-letter sink, or stop the run, by config) and are not
+// part of out. A nil out with no error drops the whole batch. err stops the
+// run.
+type Transform interface {
+	Apply(ctx context.Context, in Batch) (out Batch, rej []RowError, err error)
+}
+
+// Fitter is implemented by transforms that learn parameters from the data
+// (standardize, min_max without given parameters). The engine makes a
+// fitting pass over the source (through the transforms before this one)
+// calling Fit for every batch, then FitDone, before the main pass. Params
+// returns what was learnt (saved with the run so that scoring can reuse it).
+type Fitter interface {
+	NeedsFit() bool
+	Fit(ctx context.Context, in Batch) error
+	FitDone(ctx context.Context) error
+	Params() map[string]any
+}
+
+// Ordered is implemented by transforms that must see batches in order and
+// one at a time (dedupe, sample with state); others may run in parallel.
+type Ordered interface {
+	Ordered() bool
+}
+
+// Sink writes the run's output. Write may be called from one goroutine at a
+// time. Close(ctx, nil) commits what was written (a file sink renames its
+// temporary file into place); Close(ctx, err) with the run's error discards
+// what can be discarded. Rows the sink refused individually come back in rej.
+type Sink interface {
+	Write(ctx context.Context, b Batch) (rej []RowError, err error)
+	Close(ctx context.Context, runErr error) error
+}
+
+// Env is what a component may use from the process that runs the pipeline.
+type Env struct {
+	Logger *slog.Logger
+	// DataDir is Kiln's data directory (cache, run state).
+	DataDir string
+	// Models is the in-process model server when the pipeline runs inside
+	// `kiln serve` (a *serving.Manager); nil otherwise. The predict
+	// transform asserts the interface it needs.
+	Models any
+	// RunID identifies the run being built ("" when only validating).
+	RunID string
+}
