@@ -38,6 +38,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kilnai/kiln/bench/internal/mdsection"
 )
 
 func main() {
@@ -215,15 +217,11 @@ func writeOutputs(rep *Report, root, doc, assets string, withJSON bool) error {
 		plots[i].Path = filepath.ToSlash(filepath.Join(rel, plots[i].Path))
 	}
 	notes, _ := os.ReadFile(filepath.Join(root, "bench", "notes.md"))
-	f, err := os.Create(docAbs)
-	if err != nil {
+	var md strings.Builder
+	if err := writeMarkdown(&md, rep, plots, string(notes)); err != nil {
 		return err
 	}
-	if err := writeMarkdown(f, rep, plots, string(notes)); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := mdsection.Replace(docAbs, "serving", md.String()); err != nil {
 		return err
 	}
 	if withJSON {
