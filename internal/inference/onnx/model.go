@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -26,7 +27,18 @@ type model struct {
 	closed   bool
 	inflight sync.WaitGroup
 	sess     *ort.DynamicAdvancedSession
+	// idleOpts are RunOptions kept for reuse (creating and destroying
+	// them costs two cgo calls and an ORT allocation per run).
+	idleOpts []*ort.RunOptions
+	// noPrealloc is set when a run with outputs pre-allocated along the
+	// batch dimension failed and the same run succeeded with ORT
+	// allocating them: the model's outputs do not follow its inputs'
+	// batch dimension after all.
+	noPrealloc atomic.Bool
 }
+
+// maxIdleOpts bounds the RunOptions kept for reuse.
+const maxIdleOpts = 16
 
 var _ inference.Model = (*model)(nil)
 
@@ -47,6 +59,10 @@ func (m *model) Close() error {
 	m.closed = true
 	m.mu.Unlock()
 	m.inflight.Wait()
+	for _, o := range m.idleOpts {
+		_ = o.Destroy()
+	}
+	m.idleOpts = nil
 	if err := m.sess.Destroy(); err != nil {
 		return fmt.Errorf("onnx: close %s v%d: %w", m.name, m.version, err)
 	}
@@ -110,9 +126,10 @@ func (m *model) Infer(ctx context.Context, inputs []tensor.Tensor, outputs []str
 	// Pre-allocate what can be: every output with a known shape. The rest
 	// stay nil and ORT allocates them (the wrapper copies them to Go).
 	outs := make(values, len(m.md.Outputs))
-	defer outs.destroy()
+	defer func() { outs.destroy() }()
+	guessed := false // some output was pre-allocated from the inputs' batch size
 	for j, spec := range m.md.Outputs {
-		shape, ok, err := m.outputShape(spec, ordered)
+		shape, ok, guess, err := m.outputShape(spec, ordered)
 		if err != nil {
 			return nil, err
 		}
@@ -122,12 +139,26 @@ func (m *model) Infer(ctx context.Context, inputs []tensor.Tensor, outputs []str
 		if outs[j], err = outputValue(spec, shape); err != nil {
 			return nil, fmt.Errorf("onnx: %s v%d: allocate output %q: %w", m.name, m.version, spec.Name, err)
 		}
+		guessed = guessed || guess
 	}
 
 	if len(ins) == 0 {
 		err = m.runWithoutInputs(outs, want)
 	} else {
 		err = m.run(ctx, ins, outs)
+		if err != nil && guessed && ctx.Err() == nil {
+			// Let ORT allocate the guessed outputs and try once more; if
+			// that works the guess was wrong for this model: stop guessing.
+			for j, spec := range m.md.Outputs {
+				if outs[j] != nil && !static(spec.Shape) && !isHalf(spec.DataType) {
+					_ = outs[j].Destroy()
+					outs[j] = nil
+				}
+			}
+			if err = m.run(ctx, ins, outs); err == nil {
+				m.noPrealloc.Store(true)
+			}
+		}
 	}
 	runtime.KeepAlive(inputs)
 	if err != nil {
@@ -150,26 +181,34 @@ func (m *model) Infer(ctx context.Context, inputs []tensor.Tensor, outputs []str
 // to let ORT allocate it. FP16/BF16 outputs must be pre-allocated (the
 // wrapper cannot copy them); Load ensured that their only dynamic
 // dimension, if any, is the batch dimension, taken from the inputs.
-func (m *model) outputShape(spec inference.TensorSpec, inputs []*tensor.Tensor) (tensor.Shape, bool, error) {
+// Other outputs whose only dynamic dimension is a batch dimension are
+// pre-allocated too (ORT then writes straight into Go memory, which saves
+// an allocation and a copy per run); guess reports that such a shape was
+// inferred rather than known.
+func (m *model) outputShape(spec inference.TensorSpec, inputs []*tensor.Tensor) (shape tensor.Shape, ok, guess bool, err error) {
 	if spec.DataType == tensor.Bytes {
-		return nil, false, nil
+		return nil, false, false, nil
 	}
 	if static(spec.Shape) {
-		return spec.Shape, true, nil
+		return spec.Shape, true, false, nil
 	}
-	if !isHalf(spec.DataType) || len(inputs) == 0 || len(inputs[0].Shape) == 0 {
-		return nil, false, nil
+	half := isHalf(spec.DataType)
+	if !half && (!m.md.BatchDim || !static(spec.Shape[1:]) || m.noPrealloc.Load()) {
+		return nil, false, false, nil
+	}
+	if len(inputs) == 0 || len(inputs[0].Shape) == 0 {
+		return nil, false, false, nil
 	}
 	batch := inputs[0].Shape[0]
 	for _, in := range inputs[1:] {
 		if len(in.Shape) == 0 || in.Shape[0] != batch {
-			return nil, false, fmt.Errorf("%w: inputs %q and %q disagree on the batch dimension (%d rows, shape %v)",
+			return nil, false, false, fmt.Errorf("%w: inputs %q and %q disagree on the batch dimension (%d rows, shape %v)",
 				inference.ErrInvalidInput, inputs[0].Name, in.Name, batch, in.Shape)
 		}
 	}
-	shape := spec.Shape.Clone()
+	shape = spec.Shape.Clone()
 	shape[0] = batch
-	return shape, true, nil
+	return shape, true, !half, nil
 }
 
 // run executes the session; a context that ends during the run
@@ -178,16 +217,17 @@ func (m *model) run(ctx context.Context, ins, outs values) error {
 	if ctx.Done() == nil {
 		return m.sess.Run(ins, outs)
 	}
-	opts, err := ort.NewRunOptions()
+	opts, err := m.runOptions()
 	if err != nil {
 		return err
 	}
 	var mu sync.Mutex
-	finished := false
+	finished, terminated := false, false
 	stop := context.AfterFunc(ctx, func() {
 		mu.Lock()
 		defer mu.Unlock()
 		if !finished {
+			terminated = true
 			_ = opts.Terminate()
 		}
 	})
@@ -196,8 +236,36 @@ func (m *model) run(ctx context.Context, ins, outs values) error {
 	mu.Lock()
 	finished = true // the AfterFunc, if it runs now, leaves opts alone
 	mu.Unlock()
-	_ = opts.Destroy()
+	m.putRunOptions(opts, terminated)
 	return err
+}
+
+// runOptions takes idle RunOptions or creates new ones.
+func (m *model) runOptions() (*ort.RunOptions, error) {
+	m.mu.Lock()
+	if n := len(m.idleOpts); n > 0 {
+		o := m.idleOpts[n-1]
+		m.idleOpts = m.idleOpts[:n-1]
+		m.mu.Unlock()
+		return o, nil
+	}
+	m.mu.Unlock()
+	return ort.NewRunOptions()
+}
+
+// putRunOptions keeps options for reuse; terminated ones are destroyed
+// (their terminate flag would stop the next run).
+func (m *model) putRunOptions(o *ort.RunOptions, terminated bool) {
+	if !terminated {
+		m.mu.Lock()
+		if len(m.idleOpts) < maxIdleOpts && !m.closed {
+			m.idleOpts = append(m.idleOpts, o)
+			m.mu.Unlock()
+			return
+		}
+		m.mu.Unlock()
+	}
+	_ = o.Destroy()
 }
 
 // runWithoutInputs runs an input-less model through an IoBinding (the

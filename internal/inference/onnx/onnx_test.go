@@ -654,22 +654,49 @@ func TestRuntimeVersion(t *testing.T) {
 	}
 }
 
-func TestHalfOutputShape(t *testing.T) {
-	m := &model{}
-	spec := inference.TensorSpec{Name: "y", DataType: tensor.FP16, Shape: tensor.Shape{-1, 2}}
+func TestOutputShape(t *testing.T) {
 	a := &tensor.Tensor{Name: "a", Shape: tensor.Shape{3, 2}}
 	b := &tensor.Tensor{Name: "b", Shape: tensor.Shape{3}}
-	shape, ok, err := m.outputShape(spec, []*tensor.Tensor{a, b})
-	if err != nil || !ok || !shape.Equal(tensor.Shape{3, 2}) {
-		t.Errorf("outputShape = %v, %v, %v; want [3,2], true, nil", shape, ok, err)
+	b4 := &tensor.Tensor{Name: "b", Shape: tensor.Shape{4}}
+	tests := []struct {
+		name       string
+		dt         tensor.DataType
+		shape      tensor.Shape
+		batchDim   bool
+		noPrealloc bool
+		inputs     []*tensor.Tensor
+		want       tensor.Shape // nil: ORT allocates
+		guess      bool
+		wantErr    error
+	}{
+		{"fp16 batch output", tensor.FP16, tensor.Shape{-1, 2}, false, false, []*tensor.Tensor{a, b}, tensor.Shape{3, 2}, false, nil},
+		{"fp16 rows disagree", tensor.FP16, tensor.Shape{-1, 2}, false, false, []*tensor.Tensor{a, b4}, nil, false, inference.ErrInvalidInput},
+		{"static fp32", tensor.FP32, tensor.Shape{5, 2}, false, false, []*tensor.Tensor{a}, tensor.Shape{5, 2}, false, nil},
+		{"fp32 without a batch dimension", tensor.FP32, tensor.Shape{-1, 2}, false, false, []*tensor.Tensor{a, b}, nil, false, nil},
+		{"fp32 batch output", tensor.FP32, tensor.Shape{-1, 10}, true, false, []*tensor.Tensor{a, b}, tensor.Shape{3, 10}, true, nil},
+		{"fp32 two dynamic dims", tensor.FP32, tensor.Shape{-1, -1}, true, false, []*tensor.Tensor{a}, nil, false, nil},
+		{"guessing switched off", tensor.FP32, tensor.Shape{-1, 10}, true, true, []*tensor.Tensor{a}, nil, false, nil},
+		{"bytes", tensor.Bytes, tensor.Shape{-1}, true, false, []*tensor.Tensor{a}, nil, false, nil},
 	}
-	b.Shape = tensor.Shape{4}
-	if _, _, err := m.outputShape(spec, []*tensor.Tensor{a, b}); !errors.Is(err, inference.ErrInvalidInput) {
-		t.Errorf("inputs with 3 and 4 rows: error = %v, want ErrInvalidInput", err)
-	}
-	spec.DataType = tensor.FP32
-	if _, ok, err := m.outputShape(spec, []*tensor.Tensor{a, b}); ok || err != nil {
-		t.Errorf("dynamic FP32 output: ok, err = %v, %v; want ORT to allocate it", ok, err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &model{md: inference.Metadata{BatchDim: tc.batchDim}}
+			m.noPrealloc.Store(tc.noPrealloc)
+			spec := inference.TensorSpec{Name: "y", DataType: tc.dt, Shape: tc.shape}
+			shape, ok, guess, err := m.outputShape(spec, tc.inputs)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("error = %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != (tc.want != nil) || (ok && !shape.Equal(tc.want)) || guess != tc.guess {
+				t.Errorf("outputShape = %v, %v, guess %v; want %v, guess %v", shape, ok, guess, tc.want, tc.guess)
+			}
+		})
 	}
 }
 
@@ -721,6 +748,20 @@ func TestCancellation(t *testing.T) {
 		}
 	}
 	t.Logf("%d of 20 calls were interrupted", interrupted)
+
+	// Run options are reused between calls: a terminated run must not leave
+	// its terminate flag on options a later call gets.
+	for i := range 40 {
+		ctx, cancel := context.WithCancel(context.Background())
+		got, err := m.Infer(ctx, in, nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("call %d after the interrupted ones: %v", i, err)
+		}
+		if len(got) != 1 || !got[0].Shape.Equal(want[0].Shape) {
+			t.Fatalf("call %d: unexpected result %v", i, got)
+		}
+	}
 }
 
 // TestCloseDuringInfer closes a model while goroutines call it: every
@@ -865,9 +906,12 @@ func BenchmarkInferMLP(b *testing.B) {
 				binary.LittleEndian.PutUint32(x.Data[i*4:], uint32(i%97)<<20)
 			}
 			in := []tensor.Tensor{x}
+			// A cancellable context, as the server passes: the run watches it.
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := m.Infer(context.Background(), in, nil); err != nil {
+				if _, err := m.Infer(ctx, in, nil); err != nil {
 					b.Fatal(err)
 				}
 			}
