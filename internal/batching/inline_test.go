@@ -3,6 +3,7 @@ package batching
 import (
 	"context"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -99,5 +100,60 @@ func TestCloseWaitsForInline(t *testing.T) {
 	}
 	if _, _, err := b.Submit(context.Background(), 1, Options{}); err == nil {
 		t.Fatal("Submit after Close succeeded")
+	}
+}
+
+// TestExecReusesResultSlice: ExecFunc may reuse its result slice on its
+// next call for the same instance. Every caller must still get its own
+// answer, on the inline path and through the queue alike. (Under -race, a
+// caller that reads the slice after releasing its instance is reported
+// even when the interleaving does not corrupt an answer.)
+func TestExecReusesResultSlice(t *testing.T) {
+	for _, cfg := range []Config{
+		{MaxBatchSize: 8, Instances: 1},
+		{MaxBatchSize: 8, Instances: 2},
+		{MaxBatchSize: 1, Instances: 1},
+		{MaxBatchSize: 8, Instances: 1, MaxQueueDelay: 100 * time.Microsecond},
+	} {
+		var bufs [2][]int
+		exec := func(ctx context.Context, instance int, items []Item[int]) ([]int, error) {
+			out := bufs[instance][:0]
+			for _, it := range items {
+				out = append(out, it.Value+1)
+			}
+			bufs[instance] = out
+			runtime.Gosched() // let a racing caller read the slice now
+			return out, nil
+		}
+		b, err := New(cfg, exec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var wrong atomic.Int32
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 300 {
+					v := g*10000 + i
+					got, _, err := b.Submit(context.Background(), v, Options{})
+					if err != nil {
+						t.Errorf("Submit(%d): %v", v, err)
+						return
+					}
+					if got != v+1 {
+						wrong.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err := b.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n := wrong.Load(); n > 0 {
+			t.Errorf("%+v: %d callers got another request's answer", cfg, n)
+		}
 	}
 }
