@@ -122,4 +122,35 @@ type Env struct {
 	Models any
 	// RunID identifies the run being built ("" when only validating).
 	RunID string
+	// BatchSize is the preferred number of rows per batch
+	// (settings.batch_size); sources use it when > 0.
+	BatchSize int
+	// Lineage records the model versions the run feeds (never nil when
+	// the engine builds a run; may be nil when only validating).
+	Lineage Lineage
+}
+
+// The interfaces below are optional extensions of the contract (added
+// after the first version; components may implement them).
+
+// Progresser is implemented by sources that know how far they have read:
+// done and total in the same unit (bytes for files), total 0 when unknown.
+// The engine polls it from another goroutine, so it must be safe for
+// concurrent use. It drives the percentage of the progress display.
+type Progresser interface {
+	Progress() (done, total int64)
+}
+
+// ParamLoader is implemented by Fitter transforms that can take parameters
+// learnt by an earlier run (what Params returned) instead of fitting again:
+// `settings: {params_from_run: RUN_ID}` makes the engine call LoadParams
+// before the run, after which NeedsFit must report false.
+type ParamLoader interface {
+	LoadParams(params map[string]any) error
+}
+
+// Lineage records which model versions a run fed (the predict transform
+// and the registry sink report them); the run record keeps the list.
+type Lineage interface {
+	UsedModel(name, version string)
 }
