@@ -1,0 +1,967 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// Engine runs plans.
+type Engine struct {
+	// Logger receives run events and, off a terminal, progress lines.
+	Logger *slog.Logger
+	// DataDir holds the result cache (<DataDir>/pipeline-cache).
+	DataDir string
+	// Runs records runs (nil: runs are not recorded; params_from_run then
+	// cannot be used).
+	Runs RunStore
+	// Models is passed to components as Env.Models.
+	Models any
+	// Now is the clock (nil: time.Now); tests inject one for cache expiry.
+	Now func() time.Time
+}
+
+// RunOptions are per-run choices.
+type RunOptions struct {
+	// ID is the run's id ("" = a new one).
+	ID string
+	// NoCache ignores the result cache (the result is still stored).
+	NoCache bool
+	// Progress, when set, receives a single-line progress bar redrawn in
+	// place (a terminal); otherwise progress is logged every ProgressEvery.
+	Progress io.Writer
+	// ProgressEvery is the interval of progress log lines (default 10s).
+	ProgressEvery time.Duration
+	// Started is called with the run record once it exists.
+	Started func(r *RunRecord)
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+func (e *Engine) logger() *slog.Logger {
+	if e.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.Logger
+}
+
+// NewRunID returns a new, time-sortable run id.
+func NewRunID(now time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b[:])
+}
+
+type lineage struct {
+	mu   sync.Mutex
+	seen map[ModelRef]bool
+	list []ModelRef
+}
+
+func (l *lineage) UsedModel(name, version string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := ModelRef{Model: name, Version: version}
+	if !l.seen[r] {
+		l.seen[r] = true
+		l.list = append(l.list, r)
+	}
+}
+
+// built is a plan's instantiated components.
+type built struct {
+	source     Source
+	transforms []Transform
+	sinks      []Sink
+	dlq        Sink
+}
+
+func (b *built) closeAll(ctx context.Context, err error) {
+	if b.source != nil {
+		_ = b.source.Close()
+	}
+	for _, s := range b.sinks {
+		_ = s.Close(ctx, err)
+	}
+	if b.dlq != nil {
+		_ = b.dlq.Close(ctx, err)
+	}
+}
+
+func buildSource(ctx context.Context, c Component, env Env) (Source, error) {
+	spec, ok := LookupSource(c.Name)
+	if !ok {
+		return nil, fmt.Errorf("unknown source %q", c.Name)
+	}
+	s, err := spec.Build(ctx, c.Config, env)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Stage, err)
+	}
+	return s, nil
+}
+
+func buildTransform(ctx context.Context, c Component, env Env) (Transform, error) {
+	spec, ok := LookupTransform(c.Name)
+	if !ok {
+		return nil, fmt.Errorf("unknown transform %q", c.Name)
+	}
+	t, err := spec.Build(ctx, c.Config, env)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Stage, err)
+	}
+	return t, nil
+}
+
+func buildSink(ctx context.Context, c Component, env Env) (Sink, error) {
+	spec, ok := LookupSink(c.Name)
+	if !ok {
+		return nil, fmt.Errorf("unknown sink %q", c.Name)
+	}
+	s, err := spec.Build(ctx, c.Config, env)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Stage, err)
+	}
+	return s, nil
+}
+
+// Run runs plan to the end and returns its record. The record is returned
+// (and stored) also when the run fails; err is then the run's error.
+func (e *Engine) Run(ctx context.Context, plan *Plan, opts RunOptions) (*RunRecord, error) {
+	log := e.logger()
+	start := e.now()
+	rec := &RunRecord{ID: opts.ID, Pipeline: plan.Name, SpecDigest: plan.Digest, Status: StatusRunning, Started: start.UTC()}
+	if rec.ID == "" {
+		rec.ID = NewRunID(start)
+	}
+	log = log.With("pipeline", plan.Name, "run", rec.ID)
+	if e.Runs != nil {
+		if err := e.Runs.CreateRun(ctx, rec); err != nil {
+			return nil, fmt.Errorf("record run: %w", err)
+		}
+	}
+	if opts.Started != nil {
+		opts.Started(rec)
+	}
+	lin := &lineage{seen: map[ModelRef]bool{}}
+	env := Env{Logger: log, DataDir: e.DataDir, Models: e.Models, RunID: rec.ID, BatchSize: plan.Settings.BatchSize, Lineage: lin}
+
+	runErr := e.run(ctx, plan, env, rec, opts, log)
+
+	rec.Finished = e.now().UTC()
+	rec.Duration = rec.Finished.Sub(rec.Started)
+	rec.Lineage = lin.list
+	switch {
+	case runErr == nil && rec.Status == StatusCached:
+	case runErr == nil:
+		rec.Status = StatusSucceeded
+	case errors.Is(runErr, context.Canceled) || errors.Is(runErr, context.DeadlineExceeded):
+		rec.Status = StatusCancelled
+		rec.Error = runErr.Error()
+	default:
+		rec.Status = StatusFailed
+		rec.Error = runErr.Error()
+	}
+	for _, s := range rec.Stages {
+		rec.RowsRejected += s.RowsRejected
+	}
+	if e.Runs != nil {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err := e.Runs.UpdateRun(uctx, rec)
+		cancel()
+		if err != nil && runErr == nil {
+			runErr = fmt.Errorf("record run: %w", err)
+		}
+	}
+	if runErr != nil {
+		log.Error("pipeline run ended", "status", rec.Status, "err", runErr, "duration", rec.Duration)
+	} else {
+		log.Info("pipeline run ended", "status", rec.Status, "rows_in", rec.RowsIn, "rows_out", rec.RowsOut, "rejected", rec.RowsRejected, "duration", rec.Duration)
+	}
+	return rec, runErr
+}
+
+func (e *Engine) run(ctx context.Context, plan *Plan, env Env, rec *RunRecord, opts RunOptions, log *slog.Logger) (runErr error) {
+	closeCtx := context.WithoutCancel(ctx)
+	b := &built{}
+	defer func() {
+		if b != nil {
+			b.closeAll(closeCtx, runErr)
+		}
+	}()
+	var err error
+	if b.source, err = buildSource(ctx, plan.Source, env); err != nil {
+		return err
+	}
+	for _, c := range plan.Transforms {
+		t, err := buildTransform(ctx, c, env)
+		if err != nil {
+			return err
+		}
+		b.transforms = append(b.transforms, t)
+	}
+	for _, c := range plan.Sinks {
+		s, err := buildSink(ctx, c, env)
+		if err != nil {
+			return err
+		}
+		b.sinks = append(b.sinks, s)
+	}
+	if plan.OnError != nil {
+		if b.dlq, err = buildSink(ctx, *plan.OnError, env); err != nil {
+			return err
+		}
+	}
+
+	// Result cache.
+	var cw *cacheWriter
+	if plan.Cache != nil {
+		key, err := e.cacheKey(ctx, plan, b.source)
+		switch {
+		case err != nil:
+			return fmt.Errorf("cache: %w", err)
+		case key == "":
+			log.Info("result cache disabled: the source has no fingerprint", "source", plan.Source.Name)
+		default:
+			rec.CacheKey = key
+			c := &resultCache{dir: cacheDir(e.DataDir), now: e.now}
+			if !opts.NoCache {
+				if entry, ok := c.lookup(key, log); ok {
+					log.Info("result cache hit: replaying the stored output", "key", key, "rows", entry.Rows)
+					_ = b.source.Close()
+					b.source = nil
+					replay := &cacheSource{dir: entry.dir, parts: entry.Parts}
+					st, err := e.execute(ctx, plan, env, replay, nil, b.sinks, b.dlq, nil, "cache", opts, log)
+					rec.Stages = st
+					fillTotals(rec, st)
+					if err == nil {
+						rec.Status = StatusCached
+						err = b.closeSinks(closeCtx, nil)
+					}
+					return err
+				}
+			}
+			if cw, err = c.writer(key, plan.Cache.TTL, rec.ID); err != nil {
+				return fmt.Errorf("cache: %w", err)
+			}
+		}
+	}
+
+	// Parameters from an earlier run, then the fitting pass.
+	if plan.Settings.ParamsFromRun != "" {
+		if err := e.loadParams(ctx, plan, b.transforms); err != nil {
+			return err
+		}
+	}
+	if err := e.fit(ctx, plan, env, b, log); err != nil {
+		if cw != nil {
+			_ = cw.Close(closeCtx, err)
+		}
+		return err
+	}
+	params := map[string]map[string]any{}
+	for i, t := range b.transforms {
+		if f, ok := t.(Fitter); ok {
+			if p := f.Params(); len(p) > 0 {
+				params[plan.Transforms[i].Stage] = p
+			}
+		}
+	}
+	if len(params) > 0 {
+		rec.Params = params
+	}
+
+	st, err := e.execute(ctx, plan, env, b.source, b.transforms, b.sinks, b.dlq, cw, plan.Source.Name, opts, log)
+	rec.Stages = st
+	fillTotals(rec, st)
+	if cerr := b.source.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("source: %w", cerr)
+	}
+	b.source = nil
+	if cw != nil {
+		if cerr := cw.Close(closeCtx, err); cerr != nil && err == nil {
+			log.Warn("result cache not stored", "err", cerr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return b.closeSinks(closeCtx, nil)
+}
+
+// closeSinks commits every sink (and the dead-letter sink) and forgets
+// them, so the deferred closeAll does not close them again.
+func (b *built) closeSinks(ctx context.Context, runErr error) error {
+	var first error
+	for _, s := range b.sinks {
+		if err := s.Close(ctx, runErr); err != nil && first == nil {
+			first = fmt.Errorf("closing sink: %w", err)
+		}
+	}
+	if b.dlq != nil {
+		if err := b.dlq.Close(ctx, runErr); err != nil && first == nil {
+			first = fmt.Errorf("closing on_error sink: %w", err)
+		}
+	}
+	b.sinks, b.dlq = nil, nil
+	return first
+}
+
+func fillTotals(rec *RunRecord, st []StageStats) {
+	if len(st) == 0 {
+		return
+	}
+	rec.RowsIn = st[0].RowsOut
+	// Rows out: what reached the first sink (every sink gets every batch).
+	for _, s := range st {
+		if s.Stage != "source" && len(s.Stage) > 5 && s.Stage[:5] == "sinks" {
+			rec.RowsOut = s.RowsIn - s.RowsRejected
+			return
+		}
+	}
+}
+
+func (e *Engine) loadParams(ctx context.Context, plan *Plan, ts []Transform) error {
+	if e.Runs == nil {
+		return fmt.Errorf("settings.params_from_run: runs are not recorded here")
+	}
+	prev, err := e.Runs.GetRun(ctx, plan.Settings.ParamsFromRun)
+	if err != nil {
+		return fmt.Errorf("settings.params_from_run: %w", err)
+	}
+	// Stages of the earlier run by component name, in order, so that the
+	// n-th standardize here takes the n-th standardize's parameters there
+	// even when other transforms were added or removed around it.
+	byName := map[string][]map[string]any{}
+	for _, s := range prev.Stages {
+		if p, ok := prev.Params[s.Stage]; ok {
+			byName[s.Component] = append(byName[s.Component], p)
+		}
+	}
+	used := map[string]int{}
+	for i, t := range ts {
+		pl, ok := t.(ParamLoader)
+		if !ok {
+			continue
+		}
+		c := plan.Transforms[i]
+		p, exact := prev.Params[c.Stage]
+		if !exact {
+			list := byName[c.Name]
+			if used[c.Name] >= len(list) {
+				return fmt.Errorf("settings.params_from_run: run %s has no fitted parameters for %s", prev.ID, c.Stage)
+			}
+			p = list[used[c.Name]]
+		}
+		used[c.Name]++
+		if err := pl.LoadParams(p); err != nil {
+			return fmt.Errorf("%s: parameters of run %s: %w", c.Stage, prev.ID, err)
+		}
+	}
+	return nil
+}
+
+// fit runs the fitting pass of every transform that needs it: the source
+// is read once per such transform, through fresh instances of the
+// transforms before it (so stateful transforms such as dedupe start clean
+// in the main pass) and the already fitted ones.
+func (e *Engine) fit(ctx context.Context, plan *Plan, env Env, b *built, log *slog.Logger) error {
+	for j, t := range b.transforms {
+		f, ok := t.(Fitter)
+		if !ok || !f.NeedsFit() {
+			continue
+		}
+		if r, ok := b.source.(Rereadable); ok && !r.Rereadable() {
+			return fmt.Errorf("%s needs a fitting pass over the data, but source %q can be read only once: give its parameters, or use settings.params_from_run", plan.Transforms[j].Stage, plan.Source.Name)
+		}
+		log.Info("fitting pass", "stage", plan.Transforms[j].Stage)
+		chain := make([]Transform, j)
+		for i := range j {
+			if _, isFitter := b.transforms[i].(Fitter); isFitter {
+				chain[i] = b.transforms[i]
+				continue
+			}
+			fresh, err := buildTransform(ctx, plan.Transforms[i], env)
+			if err != nil {
+				return err
+			}
+			chain[i] = fresh
+		}
+		err := b.source.Read(ctx, func(ctx context.Context, in Batch, ack AckFunc) error {
+			cur := in
+			defer func() {
+				if cur != nil {
+					cur.Release()
+				}
+			}()
+			for _, ct := range chain {
+				out, _, err := ct.Apply(ctx, cur)
+				if err != nil {
+					if ack != nil {
+						_ = ack(ctx, err)
+					}
+					return err
+				}
+				if out != cur {
+					cur.Release()
+				}
+				cur = out
+				if cur == nil {
+					break
+				}
+			}
+			if cur != nil && cur.NumRows() > 0 {
+				if err := f.Fit(ctx, cur); err != nil {
+					if ack != nil {
+						_ = ack(ctx, err)
+					}
+					return fmt.Errorf("%s: fit: %w", plan.Transforms[j].Stage, err)
+				}
+			}
+			if ack != nil {
+				return ack(ctx, nil)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("fitting pass of %s: %w", plan.Transforms[j].Stage, err)
+		}
+		if err := f.FitDone(ctx); err != nil {
+			return fmt.Errorf("%s: %w", plan.Transforms[j].Stage, err)
+		}
+	}
+	return nil
+}
+
+// stage counters, updated atomically.
+type counters struct {
+	stage, component               string
+	in, out, rejected, batches, by atomic.Int64
+	nanos                          atomic.Int64
+}
+
+func (c *counters) snapshot() StageStats {
+	return StageStats{Stage: c.stage, Component: c.component, RowsIn: c.in.Load(), RowsOut: c.out.Load(),
+		RowsRejected: c.rejected.Load(), Batches: c.batches.Load(), Bytes: c.by.Load(), Duration: time.Duration(c.nanos.Load())}
+}
+
+// item is one emitted batch on its way through the run.
+type item struct {
+	seq     uint64
+	b       Batch
+	ack     AckFunc
+	pending atomic.Int32
+}
+
+type dlqItem struct {
+	it *item
+	b  Batch
+}
+
+// runner is one pass of batches from a source to the sinks.
+type runner struct {
+	plan    *Plan
+	log     *slog.Logger
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	errOnce sync.Once
+	err     error
+
+	sem      chan struct{}
+	mu       sync.Mutex
+	inflight map[uint64]*item
+
+	source *counters
+	xs     []*counters
+	ss     []*counters
+	dlqC   *counters
+	dlqCh  chan dlqItem
+	hasDLQ bool
+	warned sync.Map // stage → *atomic.Int32 (rejection warnings logged)
+}
+
+func (r *runner) fail(err error) {
+	r.errOnce.Do(func() {
+		r.err = err
+		r.cancel(err)
+	})
+}
+
+// done drops one reference to it; the last one acknowledges the batch.
+func (r *runner) done(it *item) {
+	if it.pending.Add(-1) != 0 {
+		return
+	}
+	r.mu.Lock()
+	delete(r.inflight, it.seq)
+	r.mu.Unlock()
+	if it.b != nil {
+		it.b.Release()
+		it.b = nil
+	}
+	if it.ack != nil {
+		if err := it.ack(r.ctx, nil); err != nil {
+			r.log.Warn("acknowledging a batch to the source failed (it may be delivered again)", "err", err)
+		}
+	}
+	<-r.sem
+}
+
+// execute runs one pass: src → transforms → sinks (+ cache writer, if any).
+func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, ts []Transform, sinks []Sink, dlq Sink, cw Sink, sourceName string, opts RunOptions, log *slog.Logger) ([]StageStats, error) {
+	set := plan.Settings
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	r := &runner{plan: plan, log: log, ctx: rctx, cancel: cancel,
+		sem: make(chan struct{}, set.MaxInFlight), inflight: map[uint64]*item{},
+		source: &counters{stage: "source", component: sourceName}, hasDLQ: dlq != nil}
+	for i := range ts {
+		r.xs = append(r.xs, &counters{stage: plan.Transforms[i].Stage, component: plan.Transforms[i].Name})
+	}
+	for i := range sinks {
+		r.ss = append(r.ss, &counters{stage: plan.Sinks[i].Stage, component: plan.Sinks[i].Name})
+	}
+	if dlq != nil {
+		r.dlqC = &counters{stage: plan.OnError.Stage, component: plan.OnError.Name}
+	}
+	allSinks := sinks
+	if cw != nil {
+		allSinks = append(append([]Sink(nil), sinks...), cw)
+	}
+
+	workers := set.Parallelism
+	for _, t := range ts {
+		if o, ok := t.(Ordered); ok && o.Ordered() {
+			workers = 1
+		}
+	}
+	if len(ts) == 0 {
+		workers = 1
+	}
+
+	srcOut := make(chan *item, set.Buffer)
+	xOut := make(chan *item, set.Buffer)
+	r.dlqCh = make(chan dlqItem, set.Buffer)
+	sinkChs := make([]chan *item, len(allSinks))
+	for i := range sinkChs {
+		sinkChs[i] = make(chan *item, set.Buffer)
+	}
+
+	stopProgress := r.startProgress(src, opts)
+
+	var wg sync.WaitGroup
+	// Source.
+	var seq uint64
+	wg.Go(func() {
+		defer close(srcOut)
+		err := src.Read(rctx, func(ctx context.Context, b Batch, ack AckFunc) error {
+			if b == nil {
+				return fmt.Errorf("source emitted a nil batch")
+			}
+			select {
+			case r.sem <- struct{}{}:
+			case <-rctx.Done():
+				b.Release()
+				if ack != nil {
+					_ = ack(ctx, context.Cause(rctx))
+				}
+				return context.Cause(rctx)
+			}
+			it := &item{seq: seq, b: b, ack: ack}
+			it.pending.Store(1)
+			seq++
+			r.source.batches.Add(1)
+			r.source.out.Add(b.NumRows())
+			r.source.by.Add(BatchBytes(b))
+			r.mu.Lock()
+			r.inflight[it.seq] = it
+			r.mu.Unlock()
+			select {
+			case srcOut <- it:
+				return nil
+			case <-rctx.Done():
+				return context.Cause(rctx)
+			}
+		})
+		if err != nil && rctx.Err() == nil {
+			r.fail(fmt.Errorf("source %s: %w", plan.Source.Name, err))
+		}
+	})
+
+	// Transform workers.
+	var xwg sync.WaitGroup
+	for range workers {
+		xwg.Go(func() {
+			for {
+				var it *item
+				select {
+				case it = <-srcOut:
+				case <-rctx.Done():
+					return
+				}
+				if it == nil {
+					return
+				}
+				if !r.transform(it, ts) {
+					return
+				}
+				select {
+				case xOut <- it:
+				case <-rctx.Done():
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		xwg.Wait()
+		close(xOut)
+	})
+
+	// Dispatcher (with the reorder buffer when asked).
+	wg.Go(func() {
+		defer func() {
+			for _, ch := range sinkChs {
+				close(ch)
+			}
+		}()
+		var next uint64
+		held := map[uint64]*item{}
+		dispatch := func(it *item) bool {
+			if it.b == nil || it.b.NumRows() == 0 || len(sinkChs) == 0 {
+				r.done(it)
+				return true
+			}
+			it.pending.Add(int32(len(sinkChs)))
+			for _, ch := range sinkChs {
+				select {
+				case ch <- it:
+				case <-rctx.Done():
+					return false
+				}
+			}
+			r.done(it)
+			return true
+		}
+		for {
+			var it *item
+			select {
+			case it = <-xOut:
+			case <-rctx.Done():
+				return
+			}
+			if it == nil {
+				return
+			}
+			if !set.Ordered || workers == 1 {
+				if !dispatch(it) {
+					return
+				}
+				continue
+			}
+			held[it.seq] = it
+			for {
+				h, ok := held[next]
+				if !ok {
+					break
+				}
+				delete(held, next)
+				next++
+				if !dispatch(h) {
+					return
+				}
+			}
+		}
+	})
+
+	// Sinks.
+	var swg sync.WaitGroup
+	for i, s := range allSinks {
+		var c *counters
+		stage := "result cache"
+		if i < len(r.ss) {
+			c = r.ss[i]
+			stage = c.stage
+		}
+		ch := sinkChs[i]
+		swg.Go(func() {
+			for {
+				var it *item
+				select {
+				case it = <-ch:
+				case <-rctx.Done():
+					return
+				}
+				if it == nil {
+					return
+				}
+				t0 := time.Now()
+				rej, err := s.Write(rctx, it.b)
+				if c != nil {
+					c.nanos.Add(int64(time.Since(t0)))
+					c.batches.Add(1)
+					c.in.Add(it.b.NumRows())
+					c.by.Add(BatchBytes(it.b))
+					c.out.Add(it.b.NumRows() - int64(len(rej)))
+					c.rejected.Add(int64(len(rej)))
+				}
+				if err != nil {
+					r.fail(fmt.Errorf("%s: %w", stage, err))
+					return
+				}
+				if len(rej) > 0 && !r.rejected(it, it.b, rej, stage) {
+					return
+				}
+				r.done(it)
+			}
+		})
+	}
+	wg.Go(func() {
+		swg.Wait()
+		xwg.Wait()
+		close(r.dlqCh)
+	})
+
+	// Dead-letter sink.
+	wg.Go(func() {
+		for {
+			var d dlqItem
+			var ok bool
+			select {
+			case d, ok = <-r.dlqCh:
+			case <-rctx.Done():
+				return
+			}
+			if !ok {
+				return
+			}
+			t0 := time.Now()
+			rej, err := dlq.Write(rctx, d.b)
+			r.dlqC.nanos.Add(int64(time.Since(t0)))
+			r.dlqC.batches.Add(1)
+			r.dlqC.in.Add(d.b.NumRows())
+			r.dlqC.by.Add(BatchBytes(d.b))
+			r.dlqC.out.Add(d.b.NumRows() - int64(len(rej)))
+			r.dlqC.rejected.Add(int64(len(rej)))
+			d.b.Release()
+			if err == nil && len(rej) > 0 {
+				err = fmt.Errorf("refused %d rows: %w", len(rej), rej[0].Err)
+			}
+			if err != nil {
+				r.fail(fmt.Errorf("%s: %w", r.dlqC.stage, err))
+				return
+			}
+			r.done(d.it)
+		}
+	})
+
+	wg.Wait()
+	stopProgress()
+
+	// Whatever is still in flight failed with the run's error.
+	err := r.err
+	if err == nil && ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
+	if err == nil && len(r.inflight) > 0 {
+		err = fmt.Errorf("internal error: %d batches neither written nor failed", len(r.inflight))
+	}
+	for _, it := range r.inflight {
+		if it.b != nil {
+			it.b.Release()
+		}
+		if it.ack != nil {
+			_ = it.ack(context.WithoutCancel(ctx), err)
+		}
+	}
+	stats := []StageStats{r.source.snapshot()}
+	for _, c := range r.xs {
+		stats = append(stats, c.snapshot())
+	}
+	for _, c := range r.ss {
+		stats = append(stats, c.snapshot())
+	}
+	if r.dlqC != nil {
+		stats = append(stats, r.dlqC.snapshot())
+	}
+	return stats, err
+}
+
+// transform runs it through every transform; false stops the worker.
+func (r *runner) transform(it *item, ts []Transform) bool {
+	for i, t := range ts {
+		c := r.xs[i]
+		in := it.b
+		c.in.Add(in.NumRows())
+		c.batches.Add(1)
+		t0 := time.Now()
+		out, rej, err := t.Apply(r.ctx, in)
+		c.nanos.Add(int64(time.Since(t0)))
+		if err != nil {
+			if out != nil && out != in {
+				out.Release()
+			}
+			r.fail(fmt.Errorf("%s: %w", c.stage, err))
+			return false
+		}
+		c.rejected.Add(int64(len(rej)))
+		if len(rej) > 0 && !r.rejected(it, in, rej, c.stage) {
+			if out != nil && out != in {
+				out.Release()
+			}
+			return false
+		}
+		if out != in {
+			in.Release()
+		}
+		it.b = out
+		if out == nil {
+			return true
+		}
+		c.out.Add(out.NumRows())
+		c.by.Add(BatchBytes(out))
+		if out.NumRows() == 0 {
+			return true
+		}
+	}
+	return true
+}
+
+const maxRejectWarnings = 5
+
+// rejected handles rows a stage refused: to the dead-letter sink, logged
+// and dropped, or stop the run (policy stop). false means the run stops.
+func (r *runner) rejected(it *item, in Batch, rej []RowError, stage string) bool {
+	if r.plan.Policy == PolicyStop {
+		r.fail(fmt.Errorf("%s rejected %d rows (on_error policy stop); row %d: %w", stage, len(rej), rej[0].Row, rej[0].Err))
+		return false
+	}
+	if !r.hasDLQ {
+		v, _ := r.warned.LoadOrStore(stage, new(atomic.Int32))
+		n := v.(*atomic.Int32)
+		for _, re := range rej {
+			if n.Add(1) > maxRejectWarnings {
+				break
+			}
+			r.log.Warn("row rejected (no on_error sink: dropped)", "stage", stage, "row", re.Row, "err", re.Err)
+		}
+		return true
+	}
+	d, err := DeadLetters(in, rej, stage)
+	if err != nil {
+		r.fail(fmt.Errorf("%s: building dead-letter rows: %w", stage, err))
+		return false
+	}
+	it.pending.Add(1)
+	select {
+	case r.dlqCh <- dlqItem{it: it, b: d}:
+		return true
+	case <-r.ctx.Done():
+		d.Release()
+		return false
+	}
+}
+
+// Dead-letter columns added to rejected rows.
+const (
+	ErrorColumn = "_error"
+	StageColumn = "_stage"
+)
+
+// DeadLetters builds the dead-letter batch for rows of in that stage
+// rejected: the rows' original columns plus _error (the reason) and
+// _stage (which stage refused them).
+func DeadLetters(in Batch, rej []RowError, stage string) (Batch, error) {
+	mem := memory.DefaultAllocator
+	var fields []arrow.Field
+	var cols []arrow.Array
+	defer func() {
+		for _, c := range cols {
+			c.Release()
+		}
+	}()
+	n := int(in.NumRows())
+	for ci, f := range in.Schema().Fields() {
+		if f.Name == ErrorColumn || f.Name == StageColumn {
+			continue
+		}
+		col := in.Column(ci)
+		parts := make([]arrow.Array, 0, len(rej))
+		for _, re := range rej {
+			if re.Row < 0 || re.Row >= n {
+				for _, p := range parts {
+					p.Release()
+				}
+				return nil, fmt.Errorf("row %d out of range (batch has %d rows)", re.Row, n)
+			}
+			parts = append(parts, array.NewSlice(col, int64(re.Row), int64(re.Row+1)))
+		}
+		joined, err := array.Concatenate(parts, mem)
+		for _, p := range parts {
+			p.Release()
+		}
+		if err != nil {
+			return nil, err
+		}
+		fields = append(fields, f)
+		cols = append(cols, joined)
+	}
+	eb := array.NewStringBuilder(mem)
+	sb := array.NewStringBuilder(mem)
+	defer eb.Release()
+	defer sb.Release()
+	for _, re := range rej {
+		msg := "rejected"
+		if re.Err != nil {
+			msg = re.Err.Error()
+		}
+		eb.Append(msg)
+		sb.Append(stage)
+	}
+	fields = append(fields, arrow.Field{Name: ErrorColumn, Type: arrow.BinaryTypes.String}, arrow.Field{Name: StageColumn, Type: arrow.BinaryTypes.String})
+	cols = append(cols, eb.NewArray(), sb.NewArray())
+	return array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, int64(len(rej))), nil
+}
+
+// BatchBytes is the size of a batch's Arrow buffers.
+func BatchBytes(b Batch) int64 {
+	if b == nil {
+		return 0
+	}
+	var n int64
+	for _, c := range b.Columns() {
+		n += dataBytes(c.Data())
+	}
+	return n
+}
+
+func dataBytes(d arrow.ArrayData) int64 {
+	var n int64
+	for _, buf := range d.Buffers() {
+		if buf != nil {
+			n += int64(buf.Len())
+		}
+	}
+	for _, ch := range d.Children() {
+		n += dataBytes(ch)
+	}
+	if dict := d.Dictionary(); dict != nil {
+		n += dataBytes(dict)
+	}
+	return n
+}

@@ -1,0 +1,275 @@
+package pipeline
+
+import (
+	"fmt"
+	"io"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+// Field describes one configuration key of a component, read from its
+// Config struct.
+type Field struct {
+	Key      string
+	Type     string
+	Doc      string
+	Required bool
+	// Default is the value Config() sets, in YAML ("" when zero).
+	Default string
+}
+
+// ConfigFields lists the keys of a configuration struct (a pointer to a
+// struct, as Spec.Config returns), in declaration order. Embedded structs
+// with `yaml:",inline"` contribute their fields.
+func ConfigFields(cfg any) []Field {
+	v := reflect.ValueOf(cfg)
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return nil
+	}
+	return structFields(v)
+}
+
+func structFields(v reflect.Value) []Field {
+	var out []Field
+	t := v.Type()
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if !sf.IsExported() {
+			continue
+		}
+		tag := sf.Tag.Get("yaml")
+		if tag == "-" {
+			continue
+		}
+		if strings.Contains(tag, ",inline") {
+			fv := v.Field(i)
+			for fv.Kind() == reflect.Pointer && !fv.IsNil() {
+				fv = fv.Elem()
+			}
+			if fv.Kind() == reflect.Struct {
+				out = append(out, structFields(fv)...)
+			}
+			continue
+		}
+		f := Field{
+			Key:      yamlKey(sf),
+			Type:     typeName(sf.Type),
+			Doc:      sf.Tag.Get("doc"),
+			Required: sf.Tag.Get("required") == "true",
+		}
+		if fv := v.Field(i); !fv.IsZero() {
+			f.Default = yamlValue(fv.Interface())
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func yamlKey(sf reflect.StructField) string {
+	name, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+	if name == "" {
+		name = strings.ToLower(sf.Name)
+	}
+	return name
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+func typeName(t reflect.Type) string {
+	if t == durationType {
+		return "duration"
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return typeName(t.Elem())
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "bool"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "int"
+	case reflect.Float32, reflect.Float64:
+		return "float"
+	case reflect.Slice, reflect.Array:
+		return "list of " + typeName(t.Elem())
+	case reflect.Map:
+		return "map of " + typeName(t.Key()) + " to " + typeName(t.Elem())
+	case reflect.Struct:
+		var keys []string
+		for i := range t.NumField() {
+			if sf := t.Field(i); sf.IsExported() && sf.Tag.Get("yaml") != "-" {
+				keys = append(keys, yamlKey(sf))
+			}
+		}
+		return "mapping {" + strings.Join(keys, ", ") + "}"
+	case reflect.Interface:
+		return "any"
+	default:
+		return t.Kind().String()
+	}
+}
+
+func yamlValue(v any) string {
+	if d, ok := v.(time.Duration); ok {
+		return d.String()
+	}
+	b, err := yaml.MarshalWithOptions(v, yaml.Flow(true))
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// LookupSpec returns the Spec of the component named name of any kind
+// (sources first, then transforms, then sinks).
+func LookupSpec(name string) []Spec {
+	var out []Spec
+	for _, s := range Specs() {
+		if s.Name == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// WriteReference writes the reference of the given components (every
+// registered one when specs is nil) as plain text, or as Markdown when
+// markdown is true (docs/reference/pipelines.md is generated this way).
+func WriteReference(w io.Writer, specs []Spec, markdown bool) error {
+	if specs == nil {
+		specs = Specs()
+	}
+	ew := &errWriter{w: w}
+	if markdown {
+		writeMarkdown(ew, specs)
+	} else {
+		writeText(ew, specs)
+	}
+	return ew.err
+}
+
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) printf(format string, args ...any) {
+	if e.err == nil {
+		_, e.err = fmt.Fprintf(e.w, format, args...)
+	}
+}
+
+func kindTitle(k Kind) string {
+	switch k {
+	case KindSource:
+		return "Sources"
+	case KindTransform:
+		return "Transforms"
+	default:
+		return "Sinks"
+	}
+}
+
+func writeText(w *errWriter, specs []Spec) {
+	for i, s := range specs {
+		if i > 0 {
+			w.printf("\n")
+		}
+		w.printf("%s %s — %s\n", s.Kind, s.Name, s.Summary)
+		if s.Scalar != "" {
+			w.printf("  short form: %s: VALUE  (sets %s)\n", s.Name, s.Scalar)
+		}
+		for _, f := range ConfigFields(s.Config()) {
+			req := ""
+			if f.Required {
+				req = ", required"
+			}
+			def := ""
+			if f.Default != "" {
+				def = " (default " + f.Default + ")"
+			}
+			w.printf("  %s (%s%s)%s\n", f.Key, f.Type, req, def)
+			if f.Doc != "" {
+				w.printf("      %s\n", f.Doc)
+			}
+		}
+		for _, ex := range s.Examples {
+			w.printf("  example:\n")
+			for _, line := range strings.Split(strings.TrimRight(ex, "\n"), "\n") {
+				w.printf("    %s\n", line)
+			}
+		}
+	}
+}
+
+func mdCell(s string) string {
+	s = strings.ReplaceAll(s, "|", `\|`)
+	return strings.ReplaceAll(s, "\n", " ")
+}
+
+func writeMarkdown(w *errWriter, specs []Spec) {
+	w.printf("# Pipeline component reference\n\n")
+	w.printf("<!-- Generated by `go run ./internal/pipeline/gendocs` from the registered components; do not edit. -->\n\n")
+	w.printf("Every component is written in a spec as a one-key mapping, `NAME: {settings}`. Unknown keys are errors.\n")
+	w.printf("Durations are Go duration strings (`5s`, `1h`). See [the pipelines guide](../pipelines.md) for the spec format.\n")
+	byKind := map[Kind][]Spec{}
+	for _, s := range specs {
+		byKind[s.Kind] = append(byKind[s.Kind], s)
+	}
+	for _, k := range []Kind{KindSource, KindTransform, KindSink} {
+		list := byKind[k]
+		if len(list) == 0 {
+			continue
+		}
+		sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+		w.printf("\n## %s\n\n", kindTitle(k))
+		for _, s := range list {
+			w.printf("- [`%s`](#%s-%s) — %s\n", s.Name, k, s.Name, mdCell(s.Summary))
+		}
+		for _, s := range list {
+			w.printf("\n### %s %s\n\n%s\n", k, s.Name, s.Summary)
+			if s.Scalar != "" {
+				w.printf("\nShort form: `%s: VALUE` sets `%s`.\n", s.Name, s.Scalar)
+			}
+			fields := ConfigFields(s.Config())
+			if len(fields) > 0 {
+				w.printf("\n| Key | Type | Required | Default | Description |\n|---|---|---|---|---|\n")
+				for _, f := range fields {
+					req := ""
+					if f.Required {
+						req = "yes"
+					}
+					def := ""
+					if f.Default != "" {
+						def = "`" + mdCell(f.Default) + "`"
+					}
+					w.printf("| `%s` | %s | %s | %s | %s |\n", f.Key, mdCell(f.Type), req, def, mdCell(f.Doc))
+				}
+			}
+			for _, ex := range s.Examples {
+				w.printf("\n```yaml\n%s:", s.Name)
+				ex = strings.TrimRight(ex, "\n")
+				if strings.Contains(ex, "\n") {
+					w.printf("\n")
+					for _, line := range strings.Split(ex, "\n") {
+						w.printf("  %s\n", line)
+					}
+				} else {
+					w.printf(" %s\n", ex)
+				}
+				w.printf("```\n")
+			}
+		}
+	}
+}
