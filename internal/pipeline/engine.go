@@ -286,7 +286,11 @@ func (e *Engine) run(ctx context.Context, plan *Plan, env Env, rec *RunRecord, o
 		rec.Params = params
 	}
 
-	st, err := e.execute(ctx, plan, env, b.source, b.transforms, b.sinks, b.dlq, cw, plan.Source.Name, opts, log)
+	var cacheSink Sink
+	if cw != nil {
+		cacheSink = cw
+	}
+	st, err := e.execute(ctx, plan, env, b.source, b.transforms, b.sinks, b.dlq, cacheSink, plan.Source.Name, opts, log)
 	rec.Stages = st
 	fillTotals(rec, st)
 	if cerr := b.source.Close(); cerr != nil && err == nil {
@@ -960,8 +964,10 @@ func dataBytes(d arrow.ArrayData) int64 {
 	for _, ch := range d.Children() {
 		n += dataBytes(ch)
 	}
-	if dict := d.Dictionary(); dict != nil {
-		n += dataBytes(dict)
+	if d.DataType().ID() == arrow.DICTIONARY {
+		if dict := d.Dictionary(); dict != nil {
+			n += dataBytes(dict)
+		}
 	}
 	return n
 }

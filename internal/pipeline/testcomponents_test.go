@@ -312,7 +312,7 @@ func init() {
 		},
 	})
 	RegisterSink(SinkSpec{
-		Spec: Spec{Name: "test_sink", Summary: "collecting test sink", Config: func() any { return &memSinkConfig{Reject: -1, Fail: -1} }},
+		Spec: Spec{Name: "test_sink", Summary: "collecting test sink", Config: func() any { return &memSinkConfig{Reject: -1 << 62, Fail: -1 << 62} }},
 		Build: func(_ context.Context, cfg any, _ Env) (Sink, error) {
 			c := cfg.(*memSinkConfig)
 			return &memSink{cfg: c, st: stateOf(c.State)}, nil
