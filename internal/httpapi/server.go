@@ -53,6 +53,8 @@ type Options struct {
 	MaxElements    int64
 	// Middleware wraps the API handler (authentication, rate limits, ...).
 	Middleware []func(http.Handler) http.Handler
+	// Pipelines serves /api/v1/pipelines (nil: not served).
+	Pipelines Pipelines
 }
 
 // Server serves Kiln's HTTP API.
@@ -108,6 +110,7 @@ func New(opts Options) *Server {
 	route("POST /v2/repository/index", "repository_index", s.repoIndex)
 	route("POST /v2/repository/models/{model}/load", "repository_load", s.repoLoad)
 	route("POST /v2/repository/models/{model}/unload", "repository_unload", s.repoUnload)
+	s.registerPipelines(route)
 	if opts.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError)}))
 	}
