@@ -24,6 +24,8 @@ import (
 	"github.com/kilnai/kiln/internal/grpcapi"
 	"github.com/kilnai/kiln/internal/httpapi"
 	"github.com/kilnai/kiln/internal/inference"
+	"github.com/kilnai/kiln/internal/pipeline"
+	"github.com/kilnai/kiln/internal/pipeline/runstore"
 	"github.com/kilnai/kiln/internal/serving"
 	"github.com/kilnai/kiln/internal/serving/respcache"
 )
@@ -46,6 +48,8 @@ type App struct {
 	grpcSrv  *grpc.Server
 	grpcLn   net.Listener
 	grpcAddr string
+	runs     *runstore.Store
+	pipes    *pipeline.Service
 }
 
 // New wires a server from cfg. It opens listeners (so a port conflict
@@ -89,8 +93,12 @@ func New(cfg config.Server, log *slog.Logger) (*App, error) {
 		MaxElements: cfg.MaxElements,
 	})
 	a := &App{cfg: cfg, log: log, reg: reg, manager: mgr, cache: cache, ready: make(chan struct{})}
+	if err := a.openPipelines(); err != nil {
+		return nil, err
+	}
 	if cfg.HTTP != "" {
 		a.http = httpapi.New(httpapi.Options{
+			Pipelines:      a.pipelines(),
 			Manager:        mgr,
 			Logger:         log.With("component", "http"),
 			Gatherer:       reg,
@@ -232,6 +240,15 @@ func (a *App) Run(ctx context.Context) error {
 		<-grpcDone
 		runErr = errors.Join(runErr, errors.New("grpc shutdown: exit timeout reached; open streams were cut"))
 	}
+	if a.pipes != nil {
+		// Runs in progress are cancelled (recorded as such) before models go.
+		if err := a.pipes.Close(sctx); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("pipeline runs: %w", err))
+		}
+		if err := a.runs.Close(); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("pipeline run store: %w", err))
+		}
+	}
 	if err := a.manager.Close(sctx); err != nil {
 		runErr = errors.Join(runErr, err)
 	}
@@ -240,4 +257,35 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.log.Info("stopped")
 	return runErr
+}
+
+// openPipelines opens the pipeline run store (the registry database:
+// KILN_REGISTRY, else sqlite in the data dir) and the service that runs
+// specs submitted over the API with the in-process models. Without a data
+// dir, pipelines are not served.
+func (a *App) openPipelines() error {
+	if a.cfg.DataDir == "" {
+		return nil
+	}
+	dsn := os.Getenv("KILN_REGISTRY")
+	if dsn == "" {
+		dsn = runstore.DefaultDSN(a.cfg.DataDir)
+	}
+	runs, err := runstore.Open(context.Background(), dsn)
+	if err != nil {
+		return fmt.Errorf("pipelines: %w", err)
+	}
+	a.runs = runs
+	eng := &pipeline.Engine{Logger: a.log.With("component", "pipeline"), DataDir: a.cfg.DataDir, Runs: runs, Models: a.manager}
+	a.pipes = pipeline.NewService(eng, pipeline.AllowedVars(os.Getenv("KILN_PIPELINE_VARS"), os.LookupEnv), 0)
+	return nil
+}
+
+// pipelines is the pipeline service as the HTTP API's interface (nil when
+// there is none, so that the API leaves the routes out).
+func (a *App) pipelines() httpapi.Pipelines {
+	if a.pipes == nil {
+		return nil
+	}
+	return a.pipes
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -149,5 +150,23 @@ func (s *Service) Close(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// AllowedVars is a LookupFunc that resolves only the variables named in
+// list (comma-separated), so that specs submitted to a server cannot read
+// the rest of its environment.
+func AllowedVars(list string, lookup LookupFunc) LookupFunc {
+	allowed := map[string]bool{}
+	for _, n := range strings.Split(list, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			allowed[n] = true
+		}
+	}
+	return func(name string) (string, bool) {
+		if !allowed[name] || lookup == nil {
+			return "", false
+		}
+		return lookup(name)
 	}
 }
