@@ -51,6 +51,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.AddCommand(newServe(), newInfer(), newModels(), newVersion())
 	root.AddCommand(newBench())
+	root.AddCommand(newPipeline())
 	return root
 }
 
