@@ -1,0 +1,432 @@
+package transform
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/bitutil"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/kilnai/kiln/internal/pipeline"
+)
+
+// This file holds the column kernels the transforms share: keeping a
+// subset of a batch's rows, wrapping Go slices as Arrow arrays without
+// copying, and reading numeric columns as float64.
+
+// keepRows returns the rows of in whose keep flag is set (n of them). It
+// returns in itself when every row is kept and nil when none is, so that
+// the engine's ownership rules (out == in: nothing to release) hold.
+func keepRows(in pipeline.Batch, keep []bool, n int) (pipeline.Batch, error) {
+	rows := int(in.NumRows())
+	if n == rows {
+		return in, nil
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	cols := make([]arrow.Array, in.NumCols())
+	defer releaseAll(cols)
+	for i := range cols {
+		c, err := filterArray(in.Column(i), keep, n)
+		if err != nil {
+			return nil, fmt.Errorf("column %q: %w", in.Schema().Field(i).Name, err)
+		}
+		cols[i] = c
+	}
+	return array.NewRecordBatch(in.Schema(), cols, int64(n)), nil
+}
+
+// withoutRows returns in minus the rows named by rej (indexes into in).
+func withoutRows(in pipeline.Batch, rej []pipeline.RowError) (pipeline.Batch, error) {
+	if len(rej) == 0 {
+		return in, nil
+	}
+	keep := make([]bool, in.NumRows())
+	for i := range keep {
+		keep[i] = true
+	}
+	n := len(keep)
+	for _, r := range rej {
+		if keep[r.Row] {
+			keep[r.Row] = false
+			n--
+		}
+	}
+	return keepRows(in, keep, n)
+}
+
+func releaseAll(cols []arrow.Array) {
+	for _, c := range cols {
+		if c != nil {
+			c.Release()
+		}
+	}
+}
+
+// bytesOf reinterprets a slice of fixed-width values as its bytes.
+func bytesOf[T any](s []T) []byte {
+	if len(s) == 0 {
+		return []byte{}
+	}
+	var zero T
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(zero)))
+}
+
+// valuesOf reinterprets bytes as a slice of fixed-width values (the bytes
+// come from Arrow buffers, which are 64-byte aligned, or from Go slices of
+// the same type).
+func valuesOf[T any](b []byte) []T {
+	var zero T
+	n := len(b) / int(unsafe.Sizeof(zero))
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), n)
+}
+
+// filterArray keeps the rows of a whose keep flag is set.
+func filterArray(a arrow.Array, keep []bool, n int) (arrow.Array, error) {
+	d := a.Data()
+	off := d.Offset()
+	length := d.Len()
+	var validity *memory.Buffer
+	nulls := 0
+	if a.NullN() > 0 {
+		bm := make([]byte, bitutil.BytesForBits(int64(n)))
+		src := d.Buffers()[0].Bytes()
+		j := 0
+		for i := range length {
+			if !keep[i] {
+				continue
+			}
+			if bitutil.BitIsSet(src, off+i) {
+				bitutil.SetBit(bm, j)
+			} else {
+				nulls++
+			}
+			j++
+		}
+		validity = memory.NewBufferBytes(bm)
+	}
+	dt := a.DataType()
+	switch dt.ID() {
+	case arrow.BOOL:
+		src := d.Buffers()[1].Bytes()
+		out := make([]byte, bitutil.BytesForBits(int64(n)))
+		j := 0
+		for i := range length {
+			if keep[i] {
+				if bitutil.BitIsSet(src, off+i) {
+					bitutil.SetBit(out, j)
+				}
+				j++
+			}
+		}
+		return makeArray(dt, n, []*memory.Buffer{validity, memory.NewBufferBytes(out)}, nulls), nil
+	case arrow.STRING, arrow.BINARY:
+		return filterVarBinary[int32](a, dt, keep, n, validity, nulls), nil
+	case arrow.LARGE_STRING, arrow.LARGE_BINARY:
+		return filterVarBinary[int64](a, dt, keep, n, validity, nulls), nil
+	case arrow.NULL:
+		return array.MakeArrayOfNull(memory.DefaultAllocator, dt, n), nil
+	}
+	if fw, ok := dt.(arrow.FixedWidthDataType); ok && fw.BitWidth()%8 == 0 && len(d.Buffers()) == 2 && d.Dictionary() == nil {
+		w := fw.BitWidth() / 8
+		src := d.Buffers()[1].Bytes()[off*w : (off+length)*w]
+		var out []byte
+		switch w {
+		case 8:
+			out = bytesOf(pick(valuesOf[uint64](src), keep, n))
+		case 4:
+			out = bytesOf(pick(valuesOf[uint32](src), keep, n))
+		case 2:
+			out = bytesOf(pick(valuesOf[uint16](src), keep, n))
+		case 1:
+			out = pick(src, keep, n)
+		default:
+			out = make([]byte, 0, n*w)
+			for i := range length {
+				if keep[i] {
+					out = append(out, src[i*w:(i+1)*w]...)
+				}
+			}
+		}
+		return makeArray(dt, n, []*memory.Buffer{validity, memory.NewBufferBytes(out)}, nulls), nil
+	}
+	// Nested and other types: concatenate slices of the kept runs.
+	var parts []arrow.Array
+	defer releaseAll(parts)
+	for i := 0; i < length; {
+		if !keep[i] {
+			i++
+			continue
+		}
+		j := i
+		for j < length && keep[j] {
+			j++
+		}
+		parts = append(parts, array.NewSlice(a, int64(i), int64(j)))
+		i = j
+	}
+	out, err := array.Concatenate(parts, memory.DefaultAllocator)
+	if err != nil {
+		return nil, fmt.Errorf("selecting rows of a %s column: %w", dt, err)
+	}
+	return out, nil
+}
+
+func pick[T any](src []T, keep []bool, n int) []T {
+	out := make([]T, n)
+	j := 0
+	for i, k := range keep[:len(src)] {
+		if k {
+			out[j] = src[i]
+			j++
+		}
+	}
+	return out
+}
+
+func filterVarBinary[O int32 | int64](a arrow.Array, dt arrow.DataType, keep []bool, n int, validity *memory.Buffer, nulls int) arrow.Array {
+	d := a.Data()
+	off := d.Offset()
+	offs := valuesOf[O](d.Buffers()[1].Bytes())[off : off+d.Len()+1]
+	var data []byte
+	if b := d.Buffers()[2]; b != nil {
+		data = b.Bytes()
+	}
+	size := 0
+	for i := range d.Len() {
+		if keep[i] {
+			size += int(offs[i+1] - offs[i])
+		}
+	}
+	outOffs := make([]O, n+1)
+	outData := make([]byte, 0, size)
+	j := 0
+	for i := range d.Len() {
+		if keep[i] {
+			outData = append(outData, data[offs[i]:offs[i+1]]...)
+			j++
+			outOffs[j] = O(len(outData))
+		}
+	}
+	return makeArray(dt, n, []*memory.Buffer{validity, memory.NewBufferBytes(bytesOf(outOffs)), memory.NewBufferBytes(outData)}, nulls)
+}
+
+func makeArray(dt arrow.DataType, n int, bufs []*memory.Buffer, nulls int) arrow.Array {
+	d := array.NewData(dt, n, bufs, nil, nulls, 0)
+	defer d.Release()
+	return array.MakeFromData(d)
+}
+
+// nullMask is a per-row null flag (nil: no nulls).
+type nullMask []bool
+
+// bitmap converts a null mask to an Arrow validity buffer and null count.
+func (m nullMask) bitmap(n int) (*memory.Buffer, int) {
+	if m == nil {
+		return nil, 0
+	}
+	bm := make([]byte, bitutil.BytesForBits(int64(n)))
+	nulls := 0
+	for i := range n {
+		if m[i] {
+			nulls++
+		} else {
+			bitutil.SetBit(bm, i)
+		}
+	}
+	if nulls == 0 {
+		return nil, 0
+	}
+	return memory.NewBufferBytes(bm), nulls
+}
+
+// nullsOf returns a's null mask (nil when it has no nulls).
+func nullsOf(a arrow.Array) nullMask {
+	if a.NullN() == 0 {
+		return nil
+	}
+	m := make(nullMask, a.Len())
+	for i := range m {
+		m[i] = a.IsNull(i)
+	}
+	return m
+}
+
+// float64Array wraps vals (and nulls) as a Float64 array without copying.
+func float64Array(vals []float64, nulls nullMask) arrow.Array {
+	v, nn := nulls.bitmap(len(vals))
+	return makeArray(arrow.PrimitiveTypes.Float64, len(vals), []*memory.Buffer{v, memory.NewBufferBytes(bytesOf(vals))}, nn)
+}
+
+// int64Array wraps vals (and nulls) as an Int64 array without copying.
+func int64Array(vals []int64, nulls nullMask) arrow.Array {
+	v, nn := nulls.bitmap(len(vals))
+	return makeArray(arrow.PrimitiveTypes.Int64, len(vals), []*memory.Buffer{v, memory.NewBufferBytes(bytesOf(vals))}, nn)
+}
+
+// boolArray builds a Boolean array from flags.
+func boolArray(vals []bool, nulls nullMask) arrow.Array {
+	bits := make([]byte, bitutil.BytesForBits(int64(len(vals))))
+	for i, b := range vals {
+		if b {
+			bitutil.SetBit(bits, i)
+		}
+	}
+	v, nn := nulls.bitmap(len(vals))
+	return makeArray(arrow.FixedWidthTypes.Boolean, len(vals), []*memory.Buffer{v, memory.NewBufferBytes(bits)}, nn)
+}
+
+// isNumeric reports whether a column type reads as float64 (integers,
+// floating point and decimals are numbers; booleans are not).
+func isNumeric(dt arrow.DataType) bool {
+	switch dt.ID() {
+	case arrow.INT8, arrow.INT16, arrow.INT32, arrow.INT64, arrow.UINT8, arrow.UINT16, arrow.UINT32, arrow.UINT64,
+		arrow.FLOAT16, arrow.FLOAT32, arrow.FLOAT64:
+		return true
+	}
+	return false
+}
+
+// asFloat64 reads a numeric column as float64 values. A Float64 column
+// without an offset is returned without copying (callers must not write
+// to the result). Null rows hold unspecified values (check validity).
+func asFloat64(a arrow.Array) ([]float64, error) {
+	n := a.Len()
+	switch c := a.(type) {
+	case *array.Float64:
+		return c.Float64Values(), nil
+	case *array.Float32:
+		return convert(c.Float32Values()), nil
+	case *array.Int64:
+		return convert(c.Int64Values()), nil
+	case *array.Int32:
+		return convert(c.Int32Values()), nil
+	case *array.Int16:
+		return convert(c.Int16Values()), nil
+	case *array.Int8:
+		return convert(c.Int8Values()), nil
+	case *array.Uint64:
+		return convert(c.Uint64Values()), nil
+	case *array.Uint32:
+		return convert(c.Uint32Values()), nil
+	case *array.Uint16:
+		return convert(c.Uint16Values()), nil
+	case *array.Uint8:
+		return convert(c.Uint8Values()), nil
+	case *array.Float16:
+		out := make([]float64, n)
+		for i, v := range c.Values() {
+			out[i] = float64(v.Float32())
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("column of type %s is not numeric", a.DataType())
+}
+
+type number interface {
+	~int8 | ~int16 | ~int32 | ~int64 | ~uint8 | ~uint16 | ~uint32 | ~uint64 | ~float32 | ~float64
+}
+
+func convert[T number](src []T) []float64 {
+	out := make([]float64, len(src))
+	for i, v := range src {
+		out[i] = float64(v)
+	}
+	return out
+}
+
+// finite reports whether f is neither NaN nor infinite.
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+// columnIndex returns the index of a column by name, or an error listing
+// the batch's columns.
+func columnIndex(s *arrow.Schema, name string) (int, error) {
+	idx := s.FieldIndices(name)
+	if len(idx) == 0 {
+		return -1, fmt.Errorf("no column %q in the batch (columns: %s)", name, columnNames(s))
+	}
+	return idx[0], nil
+}
+
+func columnNames(s *arrow.Schema) string {
+	out := make([]byte, 0, 64)
+	for i, f := range s.Fields() {
+		if i > 0 {
+			out = append(out, ", "...)
+		}
+		out = append(out, f.Name...)
+	}
+	return string(out)
+}
+
+// replaceColumns returns a batch with the columns of in, where repl[i]
+// (when set) replaces column i, followed by extra columns. It takes over
+// the caller's references to the arrays in repl and extra.
+func replaceColumns(in pipeline.Batch, repl map[int]arrow.Array, extra []arrow.Field, extraCols []arrow.Array, drop map[int]bool) pipeline.Batch {
+	fields := make([]arrow.Field, 0, int(in.NumCols())+len(extra))
+	cols := make([]arrow.Array, 0, cap(fields))
+	var owned []arrow.Array
+	for i, f := range in.Schema().Fields() {
+		if drop[i] {
+			if r, ok := repl[i]; ok {
+				owned = append(owned, r)
+			}
+			continue
+		}
+		if r, ok := repl[i]; ok {
+			f.Type = r.DataType()
+			fields = append(fields, f)
+			cols = append(cols, r)
+			owned = append(owned, r)
+			continue
+		}
+		fields = append(fields, f)
+		cols = append(cols, in.Column(i))
+	}
+	fields = append(fields, extra...)
+	cols = append(cols, extraCols...)
+	owned = append(owned, extraCols...)
+	md := in.Schema().Metadata()
+	out := array.NewRecordBatch(arrow.NewSchema(fields, &md), cols, in.NumRows())
+	releaseAll(owned)
+	return out
+}
+
+// asInt64 reads an integer column as int64 values (an Int64 column
+// without copying; callers must not write to the result).
+func asInt64(a arrow.Array) ([]int64, error) {
+	switch c := a.(type) {
+	case *array.Int64:
+		return c.Int64Values(), nil
+	case *array.Int32:
+		return widen(c.Int32Values()), nil
+	case *array.Int16:
+		return widen(c.Int16Values()), nil
+	case *array.Int8:
+		return widen(c.Int8Values()), nil
+	case *array.Uint64:
+		return widen(c.Uint64Values()), nil
+	case *array.Uint32:
+		return widen(c.Uint32Values()), nil
+	case *array.Uint16:
+		return widen(c.Uint16Values()), nil
+	case *array.Uint8:
+		return widen(c.Uint8Values()), nil
+	}
+	return nil, fmt.Errorf("column of type %s is not an integer column", a.DataType())
+}
+
+func widen[T ~int8 | ~int16 | ~int32 | ~int64 | ~uint8 | ~uint16 | ~uint32 | ~uint64](src []T) []int64 {
+	out := make([]int64, len(src))
+	for i, v := range src {
+		out[i] = int64(v)
+	}
+	return out
+}
