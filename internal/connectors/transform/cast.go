@@ -67,7 +67,7 @@ var typeNames = map[string]arrow.DataType{
 	"float32": arrow.PrimitiveTypes.Float32, "float64": arrow.PrimitiveTypes.Float64,
 	"bool": arrow.FixedWidthTypes.Boolean, "string": arrow.BinaryTypes.String,
 	"timestamp": &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"},
-	"date": arrow.FixedWidthTypes.Date32,
+	"date":      arrow.FixedWidthTypes.Date32,
 }
 
 func parseType(s string) (arrow.DataType, error) {

@@ -1213,4 +1213,3 @@ func cmp1[T cmp.Ordered](op string, a, b T) bool {
 	}
 	return a >= b
 }
-
