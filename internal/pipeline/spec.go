@@ -709,10 +709,10 @@ func validVarName(n string) bool {
 }
 
 // DecodeComponent decodes and validates one component body (the YAML that
-// follows `name:` in a spec), as Parse does; tests use it on every Spec
-// example.
-func DecodeComponent(kind Kind, name string, body []byte) (any, error) {
-	p := &parseState{file: "<" + name + ">", vars: map[string]string{}, lookup: func(string) (string, bool) { return "", false }}
+// follows `name:` in a spec), as Parse does, resolving ${VAR} with lookup;
+// tests use it on every Spec example.
+func DecodeComponent(kind Kind, name string, body []byte, lookup LookupFunc) (any, error) {
+	p := &parseState{file: "<" + name + ">", vars: map[string]string{}, lookup: lookup}
 	spec, ok := lookupSpec(kind, name)
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown %s %q", ErrInvalidSpec, kind, name)
@@ -724,9 +724,13 @@ func DecodeComponent(kind Kind, name string, body []byte) (any, error) {
 			p.yamlErr(err, nil)
 			return nil, p.errs
 		}
-		if len(f.Docs) > 0 {
+		if len(f.Docs) > 0 && f.Docs[0].Body != nil {
+			p.interpolate(f.Docs[0].Body)
 			node = unwrap(f.Docs[0].Body)
 		}
+	}
+	if len(p.errs) > 0 {
+		return nil, p.errs
 	}
 	cfg, ok := p.decodeBody(spec, node, nil)
 	if !ok || len(p.errs) > 0 {

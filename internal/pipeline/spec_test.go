@@ -166,12 +166,12 @@ func TestInterpolationEscapeAndSecrets(t *testing.T) {
 func TestDecodeComponentExamples(t *testing.T) {
 	for _, s := range Specs() {
 		for i, ex := range s.Examples {
-			if _, err := DecodeComponent(s.Kind, s.Name, []byte(ex)); err != nil {
+			if _, err := DecodeComponent(s.Kind, s.Name, []byte(ex), nil); err != nil {
 				t.Errorf("%s %s example %d: %v", s.Kind, s.Name, i, err)
 			}
 		}
 	}
-	if _, err := DecodeComponent(KindSource, "test_mem", []byte("{rows: 1}")); err == nil {
+	if _, err := DecodeComponent(KindSource, "test_mem", []byte("{rows: 1}"), nil); err == nil {
 		t.Error("missing required field accepted")
 	}
 }

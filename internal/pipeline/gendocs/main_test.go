@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/kilnai/kiln/internal/pipeline"
@@ -73,7 +74,7 @@ func TestComponentExamples(t *testing.T) {
 				t.Error("no summary")
 			}
 			for i, ex := range s.Examples {
-				if _, err := pipeline.DecodeComponent(s.Kind, s.Name, []byte(ex)); err != nil {
+				if _, err := pipeline.DecodeComponent(s.Kind, s.Name, []byte(ex), exampleVars); err != nil {
 					t.Errorf("example %d: %v", i, err)
 				}
 			}
@@ -83,5 +84,19 @@ func TestComponentExamples(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// exampleVars gives the ${VAR}s of component examples plausible values.
+func exampleVars(name string) (string, bool) {
+	switch {
+	case strings.Contains(name, "DATABASE_URL"), strings.Contains(name, "POSTGRES"):
+		return "postgres://kiln@127.0.0.1:5432/kiln?sslmode=disable", true
+	case strings.Contains(name, "NATS"):
+		return "nats://127.0.0.1:4222", true
+	case strings.HasSuffix(name, "_URL"):
+		return "http://127.0.0.1:8080/api", true
+	default:
+		return "example-value-of-" + name + "-0123456789abcdef", true
 	}
 }
