@@ -363,49 +363,40 @@ func cellString(c cell) string {
 	return c.s
 }
 
-// appendCell converts c to the builder's type and appends it.
+// appendCell converts c to the builder's type and appends it; a value
+// that does not convert is an error and nothing is appended.
 func appendCell(b array.Builder, c cell) error {
 	switch bb := b.(type) {
 	case *array.Int8Builder:
-		i, _, err := cellInt(c, math.MinInt8, math.MaxInt8)
-		bb.Append(int8(i))
-		return err
+		return appendInt(c, math.MinInt8, math.MaxInt8, func(i int64, _ uint64) { bb.Append(int8(i)) })
 	case *array.Int16Builder:
-		i, _, err := cellInt(c, math.MinInt16, math.MaxInt16)
-		bb.Append(int16(i))
-		return err
+		return appendInt(c, math.MinInt16, math.MaxInt16, func(i int64, _ uint64) { bb.Append(int16(i)) })
 	case *array.Int32Builder:
-		i, _, err := cellInt(c, math.MinInt32, math.MaxInt32)
-		bb.Append(int32(i))
-		return err
+		return appendInt(c, math.MinInt32, math.MaxInt32, func(i int64, _ uint64) { bb.Append(int32(i)) })
 	case *array.Int64Builder:
-		i, _, err := cellInt(c, math.MinInt64, math.MaxInt64)
-		bb.Append(i)
-		return err
+		return appendInt(c, math.MinInt64, math.MaxInt64, func(i int64, _ uint64) { bb.Append(i) })
 	case *array.Uint8Builder:
-		_, u, err := cellInt(c, 0, math.MaxUint8)
-		bb.Append(uint8(u))
-		return err
+		return appendInt(c, 0, math.MaxUint8, func(_ int64, u uint64) { bb.Append(uint8(u)) })
 	case *array.Uint16Builder:
-		_, u, err := cellInt(c, 0, math.MaxUint16)
-		bb.Append(uint16(u))
-		return err
+		return appendInt(c, 0, math.MaxUint16, func(_ int64, u uint64) { bb.Append(uint16(u)) })
 	case *array.Uint32Builder:
-		_, u, err := cellInt(c, 0, math.MaxUint32)
-		bb.Append(uint32(u))
-		return err
+		return appendInt(c, 0, math.MaxUint32, func(_ int64, u uint64) { bb.Append(uint32(u)) })
 	case *array.Uint64Builder:
-		_, u, err := cellInt(c, 0, math.MaxUint64)
-		bb.Append(u)
-		return err
+		return appendInt(c, 0, math.MaxUint64, func(_ int64, u uint64) { bb.Append(u) })
 	case *array.Float32Builder:
 		f, err := cellFloat(c)
+		if err != nil {
+			return err
+		}
 		bb.Append(float32(f))
-		return err
+		return nil
 	case *array.Float64Builder:
 		f, err := cellFloat(c)
+		if err != nil {
+			return err
+		}
 		bb.Append(f)
-		return err
+		return nil
 	case *array.BooleanBuilder:
 		switch c.kind {
 		case kBool:
@@ -416,12 +407,10 @@ func appendCell(b array.Builder, c cell) error {
 		case kString:
 			v, err := strconv.ParseBool(strings.TrimSpace(c.s))
 			if err != nil {
-				bb.Append(false)
 				return fmt.Errorf("%q is not a boolean", c.s)
 			}
 			bb.Append(v)
 		default:
-			bb.Append(false)
 			return fmt.Errorf("a %s is not a boolean", c.kind)
 		}
 		return nil
@@ -430,22 +419,40 @@ func appendCell(b array.Builder, c cell) error {
 		return nil
 	case *array.TimestampBuilder:
 		t, err := cellTime(c)
-		ts, terr := arrow.TimestampFromTime(t, bb.Type().(*arrow.TimestampType).Unit)
-		bb.Append(ts)
-		if err == nil && terr != nil {
-			err = fmt.Errorf("%s is out of range", t)
+		if err != nil {
+			return err
 		}
-		return err
+		ts, err := arrow.TimestampFromTime(t, bb.Type().(*arrow.TimestampType).Unit)
+		if err != nil {
+			return fmt.Errorf("%s is out of range", t)
+		}
+		bb.Append(ts)
+		return nil
 	case *array.Date32Builder:
 		t, err := cellTime(c)
+		if err != nil {
+			return err
+		}
 		bb.Append(arrow.Date32FromTime(t))
-		return err
+		return nil
 	case *array.Date64Builder:
 		t, err := cellTime(c)
+		if err != nil {
+			return err
+		}
 		bb.Append(arrow.Date64FromTime(t))
-		return err
+		return nil
 	}
 	return fmt.Errorf("cannot convert to %s", b.Type())
+}
+
+func appendInt(c cell, lo, hi float64, add func(int64, uint64)) error {
+	i, u, err := cellInt(c, lo, hi)
+	if err != nil {
+		return err
+	}
+	add(i, u)
+	return nil
 }
 
 func cellTime(c cell) (time.Time, error) {

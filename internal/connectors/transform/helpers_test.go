@@ -149,7 +149,12 @@ func build(t testing.TB, name, body string) pipeline.Transform {
 }
 
 func tryBuild(name, body string) (pipeline.Transform, error) {
-	cfg, err := pipeline.DecodeComponent(pipeline.KindTransform, name, []byte(body))
+	cfg, err := pipeline.DecodeComponent(pipeline.KindTransform, name, []byte(body), func(n string) (string, bool) {
+		if n == "PII_SALT" {
+			return "test-salt-0123456789", true
+		}
+		return "", false
+	})
 	if err != nil {
 		return nil, err
 	}
