@@ -140,6 +140,7 @@ func newPipelineRun() *cobra.Command {
 		distributed bool
 		natsURL     string
 		progress    string
+		progEvery   time.Duration
 		logLevel    string
 	)
 	cmd := &cobra.Command{
@@ -179,7 +180,7 @@ func newPipelineRun() *cobra.Command {
 				}
 				rec, err = DistributedRun(ctx, plan, eng, natsURL, stderr)
 			} else {
-				opts := pipeline.RunOptions{NoCache: noCache, ProgressEvery: 10 * time.Second}
+				opts := pipeline.RunOptions{NoCache: noCache, ProgressEvery: progEvery}
 				switch progress {
 				case "auto":
 					if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -207,6 +208,7 @@ func newPipelineRun() *cobra.Command {
 	f.BoolVar(&distributed, "distributed", false, "split the source into tasks on a NATS JetStream work queue processed by `kiln worker`")
 	f.StringVar(&natsURL, "nats", envOr("KILN_NATS", "nats://127.0.0.1:4222"), "NATS server for --distributed (env KILN_NATS)")
 	f.StringVar(&progress, "progress", "auto", "progress display: auto (a bar on a terminal, log lines otherwise), bar or log")
+	f.DurationVar(&progEvery, "progress-every", 10*time.Second, "interval of progress log lines (--progress log)")
 	f.StringVar(&logLevel, "log-level", envOr("KILN_LOG_LEVEL", "info"), "debug, info, warn or error")
 	return cmd
 }
