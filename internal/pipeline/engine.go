@@ -363,6 +363,10 @@ func (e *Engine) loadParams(ctx context.Context, plan *Plan, ts []Transform) err
 		if !ok {
 			continue
 		}
+		if f, isFitter := t.(Fitter); isFitter && !f.NeedsFit() {
+			// Parameters given in the spec win.
+			continue
+		}
 		c := plan.Transforms[i]
 		p, exact := prev.Params[c.Stage]
 		if !exact {
