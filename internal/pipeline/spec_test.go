@@ -163,10 +163,12 @@ func TestInterpolationEscapeAndSecrets(t *testing.T) {
 	}
 }
 
+func anyVar(string) (string, bool) { return "example-value-0123456789abcdef", true }
+
 func TestDecodeComponentExamples(t *testing.T) {
 	for _, s := range Specs() {
 		for i, ex := range s.Examples {
-			if _, err := DecodeComponent(s.Kind, s.Name, []byte(ex), nil); err != nil {
+			if _, err := DecodeComponent(s.Kind, s.Name, []byte(ex), anyVar); err != nil {
 				t.Errorf("%s %s example %d: %v", s.Kind, s.Name, i, err)
 			}
 		}
