@@ -128,6 +128,9 @@ type Env struct {
 	// Lineage records the model versions the run feeds (never nil when
 	// the engine builds a run; may be nil when only validating).
 	Lineage Lineage
+	// Task is the id of the distributed task being run ("" otherwise);
+	// sinks use it to name per-task outputs.
+	Task string
 }
 
 // The interfaces below are optional extensions of the contract (added

@@ -45,6 +45,12 @@ type RunOptions struct {
 	ProgressEvery time.Duration
 	// Started is called with the run record once it exists.
 	Started func(r *RunRecord)
+	// Task, when set, makes the run read only that part of the plan's
+	// source (a distributed task): the source must implement Splitter and
+	// is read through OpenTask; Env.Task carries Task.ID to every
+	// component; the result cache is not used, and transforms that need a
+	// fitting pass must get their parameters (spec or params_from_run).
+	Task *Task
 }
 
 func (e *Engine) now() time.Time {
@@ -160,6 +166,11 @@ func (e *Engine) Run(ctx context.Context, plan *Plan, opts RunOptions) (*RunReco
 	}
 	lin := &lineage{seen: map[ModelRef]bool{}}
 	env := Env{Logger: log, DataDir: e.DataDir, Models: e.Models, RunID: rec.ID, BatchSize: plan.Settings.BatchSize, Lineage: lin}
+	if opts.Task != nil {
+		env.Task = opts.Task.ID
+		log = log.With("task", opts.Task.ID)
+		env.Logger = log
+	}
 
 	runErr := e.run(ctx, plan, env, rec, opts, log)
 
@@ -227,10 +238,22 @@ func (e *Engine) run(ctx context.Context, plan *Plan, env Env, rec *RunRecord, o
 			return err
 		}
 	}
+	if opts.Task != nil {
+		sp, ok := b.source.(Splitter)
+		if !ok {
+			return fmt.Errorf("source %q cannot be split into tasks", plan.Source.Name)
+		}
+		part, err := sp.OpenTask(ctx, *opts.Task)
+		if err != nil {
+			return fmt.Errorf("task %s: %w", opts.Task.ID, err)
+		}
+		_ = b.source.Close()
+		b.source = part
+	}
 
 	// Result cache.
 	var cw *cacheWriter
-	if plan.Cache != nil {
+	if plan.Cache != nil && opts.Task == nil {
 		key, err := e.cacheKey(ctx, plan, b.source)
 		switch {
 		case err != nil:
@@ -266,6 +289,13 @@ func (e *Engine) run(ctx context.Context, plan *Plan, env Env, rec *RunRecord, o
 	if plan.Settings.ParamsFromRun != "" {
 		if err := e.loadParams(ctx, plan, b.transforms); err != nil {
 			return err
+		}
+	}
+	if opts.Task != nil {
+		for i, t := range b.transforms {
+			if f, ok := t.(Fitter); ok && f.NeedsFit() {
+				return fmt.Errorf("%s needs a fitting pass over all the data, which a distributed task cannot make: give its parameters, or use settings.params_from_run with a run that fitted them", plan.Transforms[i].Stage)
+			}
 		}
 	}
 	if err := e.fit(ctx, plan, env, b, log); err != nil {

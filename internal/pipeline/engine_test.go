@@ -396,3 +396,31 @@ func TestGroupDigits(t *testing.T) {
 		}
 	}
 }
+
+func TestRunTask(t *testing.T) {
+	id, st := newTestState(t)
+	src := fmt.Sprintf(`source: {test_mem: {state: %[1]s, rows: 35}}
+transforms: [test_filter: 2]
+sinks: [{test_sink: {state: %[1]s, id: a}}]
+cache: {ttl: 1h}
+`, id)
+	plan := mustParse(t, src)
+	e := &Engine{DataDir: t.TempDir()}
+	rec, err := e.Run(context.Background(), plan, RunOptions{Task: &Task{ID: "t20", Spec: []byte("20 30")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sorted(st.rows["at20"]); !slices.Equal(got, seq(20, 30, func(i int) bool { return i%2 != 0 })) {
+		t.Errorf("task rows = %v", got)
+	}
+	if rec.CacheKey != "" || rec.RowsIn != 10 {
+		t.Errorf("record = %+v", rec)
+	}
+	fit := mustParse(t, fmt.Sprintf(`source: {test_mem: {state: %[1]s, rows: 35}}
+transforms: [test_center: {}]
+sinks: [{test_sink: {state: %[1]s, id: b}}]
+`, id))
+	if _, err := e.Run(context.Background(), fit, RunOptions{Task: &Task{ID: "t0", Spec: []byte("0 10")}}); err == nil || !strings.Contains(err.Error(), "cannot make") {
+		t.Errorf("fitting in a task: %v", err)
+	}
+}

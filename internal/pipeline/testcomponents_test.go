@@ -95,6 +95,34 @@ func (s *memSource) Read(ctx context.Context, emit EmitFunc) error {
 
 func (s *memSource) Close() error { return nil }
 
+// Split makes one task per 10 rows; OpenTask reads rows [lo, hi).
+func (s *memSource) Split(context.Context) ([]Task, error) {
+	var ts []Task
+	for lo := 0; lo < s.cfg.Rows; lo += 10 {
+		ts = append(ts, Task{ID: fmt.Sprintf("t%d", lo), Spec: []byte(fmt.Sprintf("%d %d", lo, min(lo+10, s.cfg.Rows)))})
+	}
+	return ts, nil
+}
+
+func (s *memSource) OpenTask(_ context.Context, t Task) (Source, error) {
+	var lo, hi int
+	if _, err := fmt.Sscanf(string(t.Spec), "%d %d", &lo, &hi); err != nil {
+		return nil, err
+	}
+	return &rangeSource{lo: lo, hi: hi, st: s.st}, nil
+}
+
+type rangeSource struct {
+	lo, hi int
+	st     *memState
+}
+
+func (r *rangeSource) Read(ctx context.Context, emit EmitFunc) error {
+	r.st.reads.Add(1)
+	return emit(ctx, intBatch(r.lo, r.hi), nil)
+}
+func (r *rangeSource) Close() error { return nil }
+
 func (s *memSource) Rereadable() bool { return !s.cfg.Once }
 
 func (s *memSource) Fingerprint(context.Context) (string, error) {
@@ -132,8 +160,9 @@ type memSinkConfig struct {
 }
 
 type memSink struct {
-	cfg *memSinkConfig
-	st  *memState
+	cfg  *memSinkConfig
+	st   *memState
+	task string
 }
 
 func (s *memSink) Write(_ context.Context, b Batch) ([]RowError, error) {
@@ -164,7 +193,7 @@ func (s *memSink) Write(_ context.Context, b Batch) ([]RowError, error) {
 			rej = append(rej, RowError{Row: i, Err: fmt.Errorf("sink refuses %d", v)})
 			continue
 		}
-		s.st.rows[s.cfg.ID] = append(s.st.rows[s.cfg.ID], v)
+		s.st.rows[s.cfg.ID+s.task] = append(s.st.rows[s.cfg.ID+s.task], v)
 	}
 	return rej, nil
 }
@@ -313,9 +342,9 @@ func init() {
 	})
 	RegisterSink(SinkSpec{
 		Spec: Spec{Name: "test_sink", Summary: "collecting test sink", Config: func() any { return &memSinkConfig{Reject: -1 << 62, Fail: -1 << 62} }},
-		Build: func(_ context.Context, cfg any, _ Env) (Sink, error) {
+		Build: func(_ context.Context, cfg any, env Env) (Sink, error) {
 			c := cfg.(*memSinkConfig)
-			return &memSink{cfg: c, st: stateOf(c.State)}, nil
+			return &memSink{cfg: c, st: stateOf(c.State), task: env.Task}, nil
 		},
 	})
 	RegisterTransform(TransformSpec{
