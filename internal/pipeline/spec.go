@@ -252,7 +252,7 @@ func (p *parseState) parse(data []byte) *Plan {
 			}
 		case "sinks":
 			items := p.list(v, mv.Key, "sinks")
-			if len(items) == 0 && isList(v) {
+			if len(items) == 0 && (isList(v) || isNull(v)) {
 				p.errorf(mv.Key, "sinks must name at least one sink")
 			}
 			for i, item := range items {
@@ -348,6 +348,11 @@ func (p *parseState) onError(v ast.Node, key ast.Node, plan *Plan) {
 			p.errorf(mv.Key, "unknown key %q in on_error%s (valid keys: sink, policy)", k, suggest(k, []string{"sink", "policy"}))
 		}
 	}
+}
+
+func isNull(n ast.Node) bool {
+	_, ok := n.(*ast.NullNode)
+	return ok || n == nil
 }
 
 func isList(n ast.Node) bool {
