@@ -430,3 +430,10 @@ func widen[T ~int8 | ~int16 | ~int32 | ~int64 | ~uint8 | ~uint16 | ~uint32 | ~ui
 	}
 	return out
 }
+
+// KeepRows returns the rows of in whose keep flag is set (n of them): in
+// itself when every row is kept, nil when none is, else a new batch the
+// caller owns. Other connectors (predict) use it to drop rejected rows.
+func KeepRows(in pipeline.Batch, keep []bool, n int) (pipeline.Batch, error) {
+	return keepRows(in, keep, n)
+}
