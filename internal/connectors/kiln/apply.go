@@ -587,7 +587,6 @@ func asFloats(dt tensor.DataType, b []byte) []float64 {
 
 func float16Bits(b []byte) float16.Num { return float16.FromBits(binary.LittleEndian.Uint16(b)) }
 
-
 // contentsBytes converts the typed contents of a gRPC tensor to
 // little-endian element bytes.
 func contentsBytes(dt tensor.DataType, c *pb.InferTensorContents) []byte {
