@@ -11,6 +11,10 @@ import (
 
 	// Built-in backends.
 	_ "github.com/kilnai/kiln/internal/inference/onnx"
+
+	// Built-in pipeline components.
+	_ "github.com/kilnai/kiln/internal/connectors/kiln"
+	_ "github.com/kilnai/kiln/internal/connectors/transform"
 )
 
 func main() {
