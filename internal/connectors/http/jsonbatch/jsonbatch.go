@@ -1,0 +1,445 @@
+// Package jsonbatch converts between JSON records and Arrow record batches
+// for the HTTP and NATS connectors: it decodes JSON objects keeping their
+// key order, infers an Arrow schema over a sample of records (or takes an
+// explicit one), builds batches of a fixed schema, and encodes batch rows
+// back to JSON objects.
+//
+// Type rules (the same for every JSON-fed source): integral numbers are
+// int64, other numbers float64 (a column with both is float64), true/false
+// bool, strings string — unless every non-null sampled value parses as an
+// RFC 3339 timestamp, then timestamp (µs, UTC); nested objects and arrays
+// are kept as their JSON text in a string column; a column whose sampled
+// values disagree otherwise (a number and a string) is string; a column
+// with only nulls in the sample is string.
+package jsonbatch
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// Field is one column of an explicit schema.
+type Field struct {
+	Name string `yaml:"name" json:"name" required:"true" doc:"column name (the record's key)"`
+	Type string `yaml:"type" json:"type" required:"true" doc:"int64, float64, string, bool or timestamp (RFC 3339 text)"`
+}
+
+// Types are the column types a schema may name.
+var Types = []string{"int64", "float64", "string", "bool", "timestamp"}
+
+var timestampType = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
+
+// DataType returns the Arrow type of a schema type name.
+func DataType(name string) (arrow.DataType, error) {
+	switch name {
+	case "int64":
+		return arrow.PrimitiveTypes.Int64, nil
+	case "float64":
+		return arrow.PrimitiveTypes.Float64, nil
+	case "string":
+		return arrow.BinaryTypes.String, nil
+	case "bool":
+		return arrow.FixedWidthTypes.Boolean, nil
+	case "timestamp":
+		return timestampType, nil
+	}
+	return nil, fmt.Errorf("unknown type %q (want one of %s)", name, strings.Join(Types, ", "))
+}
+
+// Schema builds an Arrow schema from explicit fields.
+func Schema(fields []Field) (*arrow.Schema, error) {
+	if len(fields) == 0 {
+		return nil, errors.New("schema has no fields")
+	}
+	seen := map[string]bool{}
+	out := make([]arrow.Field, len(fields))
+	for i, f := range fields {
+		if f.Name == "" {
+			return nil, fmt.Errorf("schema field %d has no name", i)
+		}
+		if seen[f.Name] {
+			return nil, fmt.Errorf("schema names column %q twice", f.Name)
+		}
+		seen[f.Name] = true
+		dt, err := DataType(f.Type)
+		if err != nil {
+			return nil, fmt.Errorf("schema field %q: %w", f.Name, err)
+		}
+		out[i] = arrow.Field{Name: f.Name, Type: dt, Nullable: true}
+	}
+	return arrow.NewSchema(out, nil), nil
+}
+
+// Record is one decoded JSON object: values are nil, bool, json.Number,
+// string, or json.RawMessage (nested objects and arrays).
+type Record map[string]any
+
+// KeyOrder remembers the order in which keys were first seen.
+type KeyOrder struct {
+	seen map[string]bool
+	Keys []string
+}
+
+func (k *KeyOrder) add(key string) {
+	if k == nil {
+		return
+	}
+	if k.seen == nil {
+		k.seen = map[string]bool{}
+	}
+	if !k.seen[key] {
+		k.seen[key] = true
+		k.Keys = append(k.Keys, key)
+	}
+}
+
+// ParseObject decodes one JSON object into a Record, noting new keys in
+// order (order may be nil).
+func ParseObject(raw []byte, order *KeyOrder) (Record, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	rec, err := parseObject(dec, order)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("unexpected data after the JSON object")
+	}
+	return rec, nil
+}
+
+func parseObject(dec *json.Decoder, order *KeyOrder) (Record, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, fmt.Errorf("want a JSON object, got %s", describe(tok))
+	}
+	rec := Record{}
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("invalid JSON: %w", err)
+		}
+		key, ok := kt.(string)
+		if !ok {
+			return nil, fmt.Errorf("invalid JSON: object key %v", kt)
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("invalid JSON value of %q: %w", key, err)
+		}
+		v, err := scalar(raw)
+		if err != nil {
+			return nil, fmt.Errorf("value of %q: %w", key, err)
+		}
+		if _, dup := rec[key]; !dup {
+			order.add(key)
+		}
+		rec[key] = v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	return rec, nil
+}
+
+func describe(tok json.Token) string {
+	switch t := tok.(type) {
+	case json.Delim:
+		if t == '[' {
+			return "an array"
+		}
+		return string(t)
+	case string:
+		return "a string"
+	case json.Number, float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "null"
+	}
+	return fmt.Sprintf("%v", tok)
+}
+
+// scalar turns one raw JSON value into a Record value.
+func scalar(raw json.RawMessage) (any, error) {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 {
+		return nil, errors.New("empty value")
+	}
+	switch t[0] {
+	case '{', '[':
+		return json.RawMessage(t), nil
+	case 'n':
+		return nil, nil
+	case 't':
+		return true, nil
+	case 'f':
+		return false, nil
+	case '"':
+		var s string
+		if err := json.Unmarshal(t, &s); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	return json.Number(t), nil
+}
+
+// ParseArray decodes a JSON array of objects.
+func ParseArray(raw []byte, order *KeyOrder) ([]Record, error) {
+	var items []json.RawMessage
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 || t[0] != '[' {
+		return nil, errors.New("want a JSON array of records")
+	}
+	if err := json.Unmarshal(t, &items); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	out := make([]Record, 0, len(items))
+	for i, it := range items {
+		r, err := ParseObject(it, order)
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// ParseNDJSON decodes newline-delimited JSON objects (blank lines skipped).
+func ParseNDJSON(raw []byte, order *KeyOrder) ([]Record, error) {
+	var out []Record
+	for n, line := range bytes.Split(raw, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		r, err := ParseObject(line, order)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n+1, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Lookup walks a dot path ("data.items") through nested JSON objects and
+// returns the raw value there; ok is false when a step is missing. An
+// empty path returns raw itself.
+func Lookup(raw []byte, path string) (json.RawMessage, bool, error) {
+	cur := json.RawMessage(raw)
+	if path == "" {
+		return cur, true, nil
+	}
+	for _, step := range strings.Split(path, ".") {
+		t := bytes.TrimSpace(cur)
+		if len(t) == 0 || t[0] != '{' {
+			if bytes.Equal(t, []byte("null")) {
+				return nil, false, nil
+			}
+			return nil, false, fmt.Errorf("path %q: %q is not inside an object", path, step)
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(t, &m); err != nil {
+			return nil, false, fmt.Errorf("invalid JSON: %w", err)
+		}
+		v, ok := m[step]
+		if !ok {
+			return nil, false, nil
+		}
+		cur = v
+	}
+	return cur, true, nil
+}
+
+// kind of a sampled value, from narrow to wide.
+type kind int
+
+const (
+	kNull kind = iota
+	kBool
+	kInt
+	kFloat
+	kTime
+	kString
+)
+
+func kindOf(v any) kind {
+	switch t := v.(type) {
+	case nil:
+		return kNull
+	case bool:
+		return kBool
+	case json.Number:
+		if _, err := strconv.ParseInt(string(t), 10, 64); err == nil {
+			return kInt
+		}
+		if _, err := strconv.ParseFloat(string(t), 64); err == nil {
+			return kFloat
+		}
+		return kString // out of float64's range: kept as its text
+	case string:
+		if _, err := time.Parse(time.RFC3339Nano, t); err == nil {
+			return kTime
+		}
+		return kString
+	}
+	return kString
+}
+
+func merge(a, b kind) kind {
+	switch {
+	case a == b:
+		return a
+	case a == kNull:
+		return b
+	case b == kNull:
+		return a
+	case (a == kInt && b == kFloat) || (a == kFloat && b == kInt):
+		return kFloat
+	}
+	return kString
+}
+
+// Infer returns the schema of a sample of records: columns in the order
+// their keys were first seen, types by the package's rules.
+func Infer(sample []Record, order []string) *arrow.Schema {
+	kinds := make(map[string]kind, len(order))
+	for _, r := range sample {
+		for k, v := range r {
+			kinds[k] = merge(kinds[k], kindOf(v))
+		}
+	}
+	fields := make([]arrow.Field, 0, len(order))
+	for _, k := range order {
+		var dt arrow.DataType
+		switch kinds[k] {
+		case kBool:
+			dt = arrow.FixedWidthTypes.Boolean
+		case kInt:
+			dt = arrow.PrimitiveTypes.Int64
+		case kFloat:
+			dt = arrow.PrimitiveTypes.Float64
+		case kTime:
+			dt = timestampType
+		default:
+			dt = arrow.BinaryTypes.String
+		}
+		fields = append(fields, arrow.Field{Name: k, Type: dt, Nullable: true})
+	}
+	return arrow.NewSchema(fields, nil)
+}
+
+// Build converts records to a batch of the given schema (types from
+// DataType or Infer). Keys that are not columns are ignored; missing keys
+// are nulls. A value that does not fit its column's type is an error
+// naming the record (offset by first, for messages) and the column.
+func Build(mem memory.Allocator, schema *arrow.Schema, recs []Record, first int) (arrow.RecordBatch, error) {
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
+	b := array.NewRecordBuilder(mem, schema)
+	defer b.Release()
+	for i := range schema.NumFields() {
+		b.Field(i).Reserve(len(recs))
+	}
+	for ri, r := range recs {
+		for ci, f := range schema.Fields() {
+			if err := appendValue(b.Field(ci), r[f.Name]); err != nil {
+				return nil, fmt.Errorf("record %d, column %q: %w", first+ri, f.Name, err)
+			}
+		}
+	}
+	return b.NewRecordBatch(), nil
+}
+
+func appendValue(fb array.Builder, v any) error {
+	if v == nil {
+		fb.AppendNull()
+		return nil
+	}
+	switch b := fb.(type) {
+	case *array.Int64Builder:
+		n, ok := v.(json.Number)
+		if !ok {
+			return fmt.Errorf("%s is not an integer", show(v))
+		}
+		x, err := strconv.ParseInt(string(n), 10, 64)
+		if err != nil {
+			f, ferr := strconv.ParseFloat(string(n), 64)
+			if ferr != nil || f != float64(int64(f)) {
+				return fmt.Errorf("%s is not an integer", n)
+			}
+			x = int64(f)
+		}
+		b.Append(x)
+	case *array.Float64Builder:
+		n, ok := v.(json.Number)
+		if !ok {
+			return fmt.Errorf("%s is not a number", show(v))
+		}
+		f, err := strconv.ParseFloat(string(n), 64)
+		if err != nil {
+			return fmt.Errorf("%s is not a number", n)
+		}
+		b.Append(f)
+	case *array.BooleanBuilder:
+		x, ok := v.(bool)
+		if !ok {
+			return fmt.Errorf("%s is not a boolean", show(v))
+		}
+		b.Append(x)
+	case *array.TimestampBuilder:
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("%s is not an RFC 3339 timestamp", show(v))
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return fmt.Errorf("%q is not an RFC 3339 timestamp", s)
+		}
+		b.Append(arrow.Timestamp(t.UnixMicro()))
+	case *array.StringBuilder:
+		switch t := v.(type) {
+		case string:
+			b.Append(t)
+		case json.Number:
+			b.Append(string(t))
+		case json.RawMessage:
+			b.Append(string(t))
+		case bool:
+			b.Append(strconv.FormatBool(t))
+		default:
+			return fmt.Errorf("unsupported value %v", v)
+		}
+	default:
+		return fmt.Errorf("unsupported column type %s", fb.Type())
+	}
+	return nil
+}
+
+func show(v any) string {
+	switch t := v.(type) {
+	case string:
+		return strconv.Quote(t)
+	case json.RawMessage:
+		if len(t) > 0 && t[0] == '[' {
+			return "an array"
+		}
+		return "an object"
+	}
+	return fmt.Sprint(v)
+}
