@@ -121,6 +121,7 @@ type oneHotT struct {
 	learnt  map[string]bool
 	cats    []string
 	index   map[string]int
+	short   *shortTable // index of categories when all are at most 7 bytes
 	fitted  bool
 	overCap bool
 }
@@ -136,6 +137,7 @@ func (t *oneHotT) setCategories(cats []string) {
 	for i, c := range cats {
 		t.index[c] = i
 	}
+	t.short = newShortTable(cats)
 	t.fitted = true
 }
 
@@ -280,22 +282,58 @@ func (t *oneHotT) Apply(_ context.Context, in pipeline.Batch) (pipeline.Batch, [
 		which[i] = -1
 	}
 	var rej []pipeline.RowError
-	err = eachCategory(a, func(i int, v string) {
-		j, ok := t.index[v]
+	unknown := func(i int, v string) {
 		switch {
-		case ok:
-			which[i] = int32(j)
 		case other:
 			which[i] = int32(len(t.cats))
 		case t.cfg.Unknown == unknownReject:
 			rej = append(rej, pipeline.RowError{Row: i, Err: fmt.Errorf("one_hot: column %q: %q is not a known category", t.cfg.Column, v)})
 		}
-	})
+	}
+	if s, ok := a.(*array.String); ok {
+		// The common case, without a call per row.
+		offs, data := s.ValueOffsets(), s.ValueBytes()
+		base := offs[0]
+		for i := range n {
+			if s.IsNull(i) {
+				continue
+			}
+			v := data[offs[i]-base : offs[i+1]-base]
+			if t.short != nil {
+				if j := t.short.lookup(v); j >= 0 {
+					which[i] = j
+				} else {
+					unknown(i, string(v))
+				}
+				continue
+			}
+			if j, ok := t.index[string(v)]; ok {
+				which[i] = int32(j)
+			} else {
+				unknown(i, string(v))
+			}
+		}
+	} else {
+		err = eachCategory(a, func(i int, v string) {
+			if j, ok := t.index[v]; ok {
+				which[i] = int32(j)
+			} else {
+				unknown(i, v)
+			}
+		})
+	}
 	if err != nil {
 		return nil, nil, stageErr("one_hot", err)
 	}
 	fields := make([]arrow.Field, k)
-	cols := make([]arrow.Array, k)
+	var cols []arrow.Array
+	if t.cfg.Type == "int8" {
+		cols = int8Indicators(which, k)
+	} else {
+		for j := range k {
+			cols = append(cols, indicator(t.cfg.Type, which, int32(j)))
+		}
+	}
 	for j := range k {
 		name := t.prefix
 		if j < len(t.cats) {
@@ -303,7 +341,6 @@ func (t *oneHotT) Apply(_ context.Context, in pipeline.Batch) (pipeline.Batch, [
 		} else {
 			name += "other"
 		}
-		cols[j] = indicator(t.cfg.Type, which, int32(j))
 		fields[j] = arrow.Field{Name: name, Type: cols[j].DataType()}
 	}
 	var drop map[int]bool
@@ -322,6 +359,23 @@ func (t *oneHotT) Apply(_ context.Context, in pipeline.Batch) (pipeline.Batch, [
 		return nil, nil, stageErr("one_hot", err)
 	}
 	return kept, rej, nil
+}
+
+// int8Indicators builds the k int8 indicator columns in one pass over
+// the rows' categories.
+func int8Indicators(which []int32, k int) []arrow.Array {
+	n := len(which)
+	buf := make([]byte, k*n)
+	for i, w := range which {
+		if w >= 0 {
+			buf[int(w)*n+i] = 1
+		}
+	}
+	cols := make([]arrow.Array, k)
+	for j := range k {
+		cols[j] = makeArray(arrow.PrimitiveTypes.Int8, n, []*memory.Buffer{nil, memory.NewBufferBytes(buf[j*n : (j+1)*n : (j+1)*n])}, 0)
+	}
+	return cols
 }
 
 // indicator builds the column that is 1 (true) where which == j.
@@ -439,4 +493,72 @@ func (t *bucketizeT) Apply(_ context.Context, in pipeline.Batch) (pipeline.Batch
 		col = int64Array(buckets, nulls)
 	}
 	return setColumn(in, t.output, col), nil, nil
+}
+
+// shortTable finds categories of at most 7 bytes by packing them into a
+// uint64 (bytes and length) in an open-addressing table: faster than a
+// string map on the hot path of one_hot.
+type shortTable struct {
+	keys  []uint64
+	vals  []int32
+	shift uint
+}
+
+func packShort(v []byte) (uint64, bool) {
+	if len(v) > 7 {
+		return 0, false
+	}
+	k := uint64(len(v)) << 56
+	for i, b := range v {
+		k |= uint64(b) << (8 * i)
+	}
+	return k, true
+}
+
+func newShortTable(cats []string) *shortTable {
+	size := 16
+	for size < 4*len(cats) {
+		size *= 2
+	}
+	t := &shortTable{keys: make([]uint64, size), vals: make([]int32, size), shift: uint(64 - bitsOf(size))}
+	for i := range t.vals {
+		t.vals[i] = -1
+	}
+	for i, c := range cats {
+		k, ok := packShort([]byte(c))
+		if !ok {
+			return nil
+		}
+		h := (k * 0x9E3779B97F4A7C15) >> t.shift
+		for t.vals[h] >= 0 {
+			h = (h + 1) & uint64(size-1)
+		}
+		t.keys[h], t.vals[h] = k, int32(i)
+	}
+	return t
+}
+
+func bitsOf(size int) int {
+	n := 0
+	for 1<<n < size {
+		n++
+	}
+	return n
+}
+
+// lookup returns v's category index, or -1.
+func (t *shortTable) lookup(v []byte) int32 {
+	k, ok := packShort(v)
+	if !ok {
+		return -1
+	}
+	mask := uint64(len(t.keys) - 1)
+	for h := (k * 0x9E3779B97F4A7C15) >> t.shift; ; h = (h + 1) & mask {
+		switch {
+		case t.vals[h] < 0:
+			return -1
+		case t.keys[h] == k:
+			return t.vals[h]
+		}
+	}
 }

@@ -28,16 +28,37 @@ func keepRows(in pipeline.Batch, keep []bool, n int) (pipeline.Batch, error) {
 	if n == 0 {
 		return nil, nil
 	}
+	rs := runsOf(keep)
 	cols := make([]arrow.Array, in.NumCols())
 	defer releaseAll(cols)
 	for i := range cols {
-		c, err := filterArray(in.Column(i), keep, n)
+		c, err := filterArray(in.Column(i), rs, n)
 		if err != nil {
 			return nil, fmt.Errorf("column %q: %w", in.Schema().Field(i).Name, err)
 		}
 		cols[i] = c
 	}
 	return array.NewRecordBatch(in.Schema(), cols, int64(n)), nil
+}
+
+// run is a range [lo, hi) of kept rows.
+type run struct{ lo, hi int }
+
+func runsOf(keep []bool) []run {
+	var out []run
+	for i := 0; i < len(keep); {
+		if !keep[i] {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(keep) && keep[j] {
+			j++
+		}
+		out = append(out, run{i, j})
+		i = j
+	}
+	return out
 }
 
 // withoutRows returns in minus the rows named by rej (indexes into in).
@@ -88,89 +109,77 @@ func valuesOf[T any](b []byte) []T {
 	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), n)
 }
 
-// filterArray keeps the rows of a whose keep flag is set.
-func filterArray(a arrow.Array, keep []bool, n int) (arrow.Array, error) {
+// copyBits copies the bits of the kept runs of src (from bit offset off)
+// to a new bitmap of n bits.
+func copyBits(src []byte, off int, rs []run, n int) []byte {
+	out := make([]byte, bitutil.BytesForBits(int64(n)))
+	pos := 0
+	for _, r := range rs {
+		if r.hi-r.lo >= 128 { // CopyBitmap has a set-up cost
+			bitutil.CopyBitmap(src, off+r.lo, r.hi-r.lo, out, pos)
+			pos += r.hi - r.lo
+			continue
+		}
+		for i := off + r.lo; i < off+r.hi; i++ {
+			if src[i>>3]&(1<<(i&7)) != 0 {
+				out[pos>>3] |= 1 << (pos & 7)
+			}
+			pos++
+		}
+	}
+	return out
+}
+
+// filterArray keeps the rows of a in the runs rs (n rows in all).
+func filterArray(a arrow.Array, rs []run, n int) (arrow.Array, error) {
 	d := a.Data()
 	off := d.Offset()
-	length := d.Len()
 	var validity *memory.Buffer
 	nulls := 0
 	if a.NullN() > 0 {
-		bm := make([]byte, bitutil.BytesForBits(int64(n)))
-		src := d.Buffers()[0].Bytes()
-		j := 0
-		for i := range length {
-			if !keep[i] {
-				continue
-			}
-			if bitutil.BitIsSet(src, off+i) {
-				bitutil.SetBit(bm, j)
-			} else {
-				nulls++
-			}
-			j++
-		}
+		bm := copyBits(d.Buffers()[0].Bytes(), off, rs, n)
+		nulls = n - bitutil.CountSetBits(bm, 0, n)
 		validity = memory.NewBufferBytes(bm)
 	}
 	dt := a.DataType()
 	switch dt.ID() {
 	case arrow.BOOL:
-		src := d.Buffers()[1].Bytes()
-		out := make([]byte, bitutil.BytesForBits(int64(n)))
-		j := 0
-		for i := range length {
-			if keep[i] {
-				if bitutil.BitIsSet(src, off+i) {
-					bitutil.SetBit(out, j)
-				}
-				j++
-			}
-		}
+		out := copyBits(d.Buffers()[1].Bytes(), off, rs, n)
 		return makeArray(dt, n, []*memory.Buffer{validity, memory.NewBufferBytes(out)}, nulls), nil
 	case arrow.STRING, arrow.BINARY:
-		return filterVarBinary[int32](a, dt, keep, n, validity, nulls), nil
+		return filterVarBinary[int32](a, dt, rs, n, validity, nulls), nil
 	case arrow.LARGE_STRING, arrow.LARGE_BINARY:
-		return filterVarBinary[int64](a, dt, keep, n, validity, nulls), nil
+		return filterVarBinary[int64](a, dt, rs, n, validity, nulls), nil
 	case arrow.NULL:
 		return array.MakeArrayOfNull(memory.DefaultAllocator, dt, n), nil
 	}
-	if fw, ok := dt.(arrow.FixedWidthDataType); ok && fw.BitWidth()%8 == 0 && len(d.Buffers()) == 2 && d.Dictionary() == nil {
+	if fw, ok := dt.(arrow.FixedWidthDataType); ok && fw.BitWidth()%8 == 0 && len(d.Buffers()) == 2 && dt.ID() != arrow.DICTIONARY {
 		w := fw.BitWidth() / 8
-		src := d.Buffers()[1].Bytes()[off*w : (off+length)*w]
+		src := d.Buffers()[1].Bytes()[off*w : (off+d.Len())*w]
 		var out []byte
 		switch w {
 		case 8:
-			out = bytesOf(pick(valuesOf[uint64](src), keep, n))
+			out = bytesOf(pickRuns(valuesOf[uint64](src), rs, n))
 		case 4:
-			out = bytesOf(pick(valuesOf[uint32](src), keep, n))
+			out = bytesOf(pickRuns(valuesOf[uint32](src), rs, n))
 		case 2:
-			out = bytesOf(pick(valuesOf[uint16](src), keep, n))
+			out = bytesOf(pickRuns(valuesOf[uint16](src), rs, n))
 		case 1:
-			out = pick(src, keep, n)
+			out = pickRuns(src, rs, n)
 		default:
-			out = make([]byte, 0, n*w)
-			for i := range length {
-				if keep[i] {
-					out = append(out, src[i*w:(i+1)*w]...)
-				}
+			out = make([]byte, n*w)
+			pos := 0
+			for _, r := range rs {
+				pos += copy(out[pos:], src[r.lo*w:r.hi*w])
 			}
 		}
 		return makeArray(dt, n, []*memory.Buffer{validity, memory.NewBufferBytes(out)}, nulls), nil
 	}
 	// Nested and other types: concatenate slices of the kept runs.
-	var parts []arrow.Array
+	parts := make([]arrow.Array, 0, len(rs))
 	defer releaseAll(parts)
-	for i := 0; i < length; {
-		if !keep[i] {
-			i++
-			continue
-		}
-		j := i
-		for j < length && keep[j] {
-			j++
-		}
-		parts = append(parts, array.NewSlice(a, int64(i), int64(j)))
-		i = j
+	for _, r := range rs {
+		parts = append(parts, array.NewSlice(a, int64(r.lo), int64(r.hi)))
 	}
 	out, err := array.Concatenate(parts, memory.DefaultAllocator)
 	if err != nil {
@@ -179,19 +188,25 @@ func filterArray(a arrow.Array, keep []bool, n int) (arrow.Array, error) {
 	return out, nil
 }
 
-func pick[T any](src []T, keep []bool, n int) []T {
+// pickRuns copies the values of the runs: short runs element by element,
+// long ones with copy.
+func pickRuns[T any](src []T, rs []run, n int) []T {
 	out := make([]T, n)
-	j := 0
-	for i, k := range keep[:len(src)] {
-		if k {
-			out[j] = src[i]
-			j++
+	pos := 0
+	for _, r := range rs {
+		if r.hi-r.lo > 8 {
+			pos += copy(out[pos:], src[r.lo:r.hi])
+			continue
+		}
+		for i := r.lo; i < r.hi; i++ {
+			out[pos] = src[i]
+			pos++
 		}
 	}
 	return out
 }
 
-func filterVarBinary[O int32 | int64](a arrow.Array, dt arrow.DataType, keep []bool, n int, validity *memory.Buffer, nulls int) arrow.Array {
+func filterVarBinary[O int32 | int64](a arrow.Array, dt arrow.DataType, rs []run, n int, validity *memory.Buffer, nulls int) arrow.Array {
 	d := a.Data()
 	off := d.Offset()
 	offs := valuesOf[O](d.Buffers()[1].Bytes())[off : off+d.Len()+1]
@@ -200,20 +215,21 @@ func filterVarBinary[O int32 | int64](a arrow.Array, dt arrow.DataType, keep []b
 		data = b.Bytes()
 	}
 	size := 0
-	for i := range d.Len() {
-		if keep[i] {
-			size += int(offs[i+1] - offs[i])
-		}
+	for _, r := range rs {
+		size += int(offs[r.hi] - offs[r.lo])
 	}
 	outOffs := make([]O, n+1)
-	outData := make([]byte, 0, size)
-	j := 0
-	for i := range d.Len() {
-		if keep[i] {
-			outData = append(outData, data[offs[i]:offs[i+1]]...)
-			j++
-			outOffs[j] = O(len(outData))
+	outData := make([]byte, size)
+	pos, at := 0, O(0)
+	for _, r := range rs {
+		base := offs[r.lo]
+		copy(outData[at:], data[base:offs[r.hi]])
+		delta := at - base
+		for k := r.lo; k < r.hi; k++ {
+			pos++
+			outOffs[pos] = offs[k+1] + delta
 		}
+		at += offs[r.hi] - base
 	}
 	return makeArray(dt, n, []*memory.Buffer{validity, memory.NewBufferBytes(bytesOf(outOffs)), memory.NewBufferBytes(outData)}, nulls)
 }
