@@ -13,6 +13,8 @@ import (
 
 	"github.com/kilnai/kiln/internal/pipeline"
 	// The built-in connectors (the same set cmd/kiln imports).
+	_ "github.com/kilnai/kiln/internal/connectors/http"
+	_ "github.com/kilnai/kiln/internal/connectors/kiln"
 	_ "github.com/kilnai/kiln/internal/connectors/transform"
 )
 
