@@ -31,6 +31,8 @@ type Server struct {
 	ExitTimeout     Duration `yaml:"exit_timeout" env:"KILN_EXIT_TIMEOUT" usage:"on shutdown, wait at most this long for in-flight and queued requests"`
 	Cache           string   `yaml:"cache" env:"KILN_CACHE" usage:"response cache: memory (in-process LRU) or redis://host:port/db (shared by replicas)"`
 	CacheSize       ByteSize `yaml:"cache_size" env:"KILN_CACHE_SIZE" usage:"byte budget of the in-process response cache"`
+	Registry        string   `yaml:"registry" env:"KILN_REGISTRY" usage:"model registry database: empty for SQLite at <data_dir>/registry.db, a SQLite path, or postgres://..."`
+	MaxUploadSize   ByteSize `yaml:"max_upload_size" env:"KILN_MAX_UPLOAD_SIZE" usage:"largest model artifact accepted by an upload"`
 }
 
 // DefaultServer returns the defaults: loopback listeners, ./models, ./data.
@@ -48,6 +50,7 @@ func DefaultServer() Server {
 		ExitTimeout:     Duration(30 * time.Second),
 		Cache:           "memory",
 		CacheSize:       256 << 20,
+		MaxUploadSize:   4 << 30,
 	}
 }
 
@@ -140,6 +143,9 @@ func (s *Server) Validate() error {
 	}
 	if s.MaxRequestSize <= 0 {
 		errs = append(errs, errors.New("max_request_size must be > 0"))
+	}
+	if s.MaxUploadSize <= 0 {
+		errs = append(errs, errors.New("max_upload_size must be > 0"))
 	}
 	if s.MaxElements <= 0 {
 		errs = append(errs, errors.New("max_tensor_elements must be > 0"))
