@@ -299,17 +299,6 @@ func boolArray(vals []bool, nulls nullMask) arrow.Array {
 	return makeArray(arrow.FixedWidthTypes.Boolean, len(vals), []*memory.Buffer{v, memory.NewBufferBytes(bits)}, nn)
 }
 
-// isNumeric reports whether a column type reads as float64 (integers,
-// floating point and decimals are numbers; booleans are not).
-func isNumeric(dt arrow.DataType) bool {
-	switch dt.ID() {
-	case arrow.INT8, arrow.INT16, arrow.INT32, arrow.INT64, arrow.UINT8, arrow.UINT16, arrow.UINT32, arrow.UINT64,
-		arrow.FLOAT16, arrow.FLOAT32, arrow.FLOAT64:
-		return true
-	}
-	return false
-}
-
 // asFloat64 reads a numeric column as float64 values. A Float64 column
 // without an offset is returned without copying (callers must not write
 // to the result). Null rows hold unspecified values (check validity).
