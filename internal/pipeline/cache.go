@@ -232,9 +232,7 @@ func (s *cacheSource) readPart(ctx context.Context, path string, emit EmitFunc) 
 	}
 	defer r.Release()
 	for r.Next() {
-		b := r.RecordBatch()
-		b.Retain()
-		if err := emit(ctx, b, nil); err != nil {
+		if err := emit(ctx, r.RecordBatch(), nil); err != nil {
 			return err
 		}
 	}

@@ -13,9 +13,16 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 )
 
-// Batch is the unit of data between stages: one Arrow record batch. The
-// engine owns batches it passes on; a stage that keeps a batch beyond the
-// call must Retain it (and Release it when done).
+// Batch is the unit of data between stages: one Arrow record batch.
+//
+// References follow the Arrow idiom "whoever retains, releases": emit
+// retains the batch it is given for as long as the engine needs it, so a
+// source releases its own reference when emit returns (or never — with
+// Go's allocator an unreleased reference only costs garbage collection,
+// while a double release corrupts the batch). Transforms and sinks must
+// not release the batch they are given; a stage that keeps it beyond the
+// call must Retain it (and Release it when done). A transform returns a
+// new reference as out (or in itself, unchanged).
 type Batch = arrow.RecordBatch
 
 // AckFunc is called exactly once per emitted batch: with nil after every

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -172,7 +173,7 @@ func (e *Engine) Run(ctx context.Context, plan *Plan, opts RunOptions) (*RunReco
 		env.Logger = log
 	}
 
-	runErr := e.run(ctx, plan, env, rec, opts, log)
+	runErr := e.safeRun(ctx, plan, env, rec, opts, log)
 
 	rec.Finished = e.now().UTC()
 	rec.Duration = rec.Finished.Sub(rec.Started)
@@ -205,6 +206,18 @@ func (e *Engine) Run(ctx context.Context, plan *Plan, opts RunOptions) (*RunReco
 		log.Info("pipeline run ended", "status", rec.Status, "rows_in", rec.RowsIn, "rows_out", rec.RowsOut, "rejected", rec.RowsRejected, "duration", rec.Duration)
 	}
 	return rec, runErr
+}
+
+// safeRun is run with a panic of a component (building, fitting, closing)
+// turned into the run's error.
+func (e *Engine) safeRun(ctx context.Context, plan *Plan, env Env, rec *RunRecord, opts RunOptions, log *slog.Logger) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			log.Error("pipeline component panicked", "panic", v, "stack", string(debug.Stack()))
+			err = fmt.Errorf("internal error (panic): %v", v)
+		}
+	}()
+	return e.run(ctx, plan, env, rec, opts, log)
 }
 
 func (e *Engine) run(ctx context.Context, plan *Plan, env Env, rec *RunRecord, opts RunOptions, log *slog.Logger) (runErr error) {
@@ -441,6 +454,7 @@ func (e *Engine) fit(ctx context.Context, plan *Plan, env Env, b *built, log *sl
 			chain[i] = fresh
 		}
 		err := b.source.Read(ctx, func(ctx context.Context, in Batch, ack AckFunc) error {
+			in.Retain()
 			cur := in
 			defer func() {
 				if cur != nil {
@@ -607,19 +621,29 @@ func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, t
 	var seq uint64
 	wg.Go(func() {
 		defer close(srcOut)
+		defer r.recoverStage("source " + plan.Source.Name)
 		err := src.Read(rctx, func(ctx context.Context, b Batch, ack AckFunc) error {
 			if b == nil {
 				return fmt.Errorf("source emitted a nil batch")
 			}
+			if b.NumRows() == 0 {
+				// Nothing to transform or write: acknowledged at once.
+				if ack != nil {
+					return ack(ctx, nil)
+				}
+				return nil
+			}
 			select {
 			case r.sem <- struct{}{}:
 			case <-rctx.Done():
-				b.Release()
 				if ack != nil {
 					_ = ack(ctx, context.Cause(rctx))
 				}
 				return context.Cause(rctx)
 			}
+			// The engine keeps its own reference; the source may release
+			// its one when emit returns.
+			b.Retain()
 			it := &item{seq: seq, b: b, ack: ack}
 			it.pending.Store(1)
 			seq++
@@ -645,6 +669,7 @@ func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, t
 	var xwg sync.WaitGroup
 	for range workers {
 		xwg.Go(func() {
+			defer r.recoverStage("transforms")
 			for {
 				var it *item
 				select {
@@ -738,6 +763,7 @@ func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, t
 		}
 		ch := sinkChs[i]
 		swg.Go(func() {
+			defer r.recoverStage(stage)
 			for {
 				var it *item
 				select {
@@ -777,6 +803,9 @@ func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, t
 
 	// Dead-letter sink.
 	wg.Go(func() {
+		if dlq != nil {
+			defer r.recoverStage(plan.OnError.Stage)
+		}
 		for {
 			var d dlqItem
 			var ok bool
@@ -838,6 +867,15 @@ func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, t
 		stats = append(stats, r.dlqC.snapshot())
 	}
 	return stats, err
+}
+
+// recoverStage turns a panic in a component into the run's error, so that
+// a faulty component fails its run instead of the process (kiln serve).
+func (r *runner) recoverStage(stage string) {
+	if v := recover(); v != nil {
+		r.log.Error("pipeline component panicked", "stage", stage, "panic", v, "stack", string(debug.Stack()))
+		r.fail(fmt.Errorf("%s: internal error (panic): %v", stage, v))
+	}
 }
 
 // transform runs it through every transform; false stops the worker.

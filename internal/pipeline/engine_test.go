@@ -192,6 +192,7 @@ func TestRunFailures(t *testing.T) {
 		{"transform error", "[test_filter: {fail: 500}]", "", "", "transforms[0].test_filter: cannot transform 500"},
 		{"sink error", "[]", ", fail: 600", "", "sinks[0].test_sink: sink cannot write 600"},
 		{"source error", "[]", "", ", fail_after: 3", "source test_mem: source broke"},
+		{"transform panic", "[test_filter: {panic: 300}]", "", "", "transforms: internal error (panic): boom at 300"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

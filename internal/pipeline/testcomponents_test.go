@@ -77,6 +77,7 @@ func (s *memSource) Read(ctx context.Context, emit EmitFunc) error {
 		}
 		hi := min(lo+bs, s.cfg.Rows)
 		b := intBatch(lo, hi)
+		defer b.Release()
 		err := emit(ctx, b, func(ctx context.Context, err error) error {
 			if err != nil {
 				s.st.ackErrs.Add(1)
@@ -119,7 +120,9 @@ type rangeSource struct {
 
 func (r *rangeSource) Read(ctx context.Context, emit EmitFunc) error {
 	r.st.reads.Add(1)
-	return emit(ctx, intBatch(r.lo, r.hi), nil)
+	b := intBatch(r.lo, r.hi)
+	defer b.Release()
+	return emit(ctx, b, nil)
 }
 func (r *rangeSource) Close() error { return nil }
 
@@ -214,6 +217,7 @@ type filterConfig struct {
 	Mod    int64 `yaml:"mod"`
 	Reject int64 `yaml:"reject"`
 	Fail   int64 `yaml:"fail"`
+	Panic  int64 `yaml:"panic"`
 }
 
 func (c *filterConfig) Validate() error {
@@ -232,6 +236,9 @@ func (t *filterT) Apply(_ context.Context, in Batch) (Batch, []RowError, error) 
 	for i, v := range xs(in) {
 		if v == t.cfg.Fail {
 			return nil, nil, fmt.Errorf("cannot transform %d", v)
+		}
+		if v == t.cfg.Panic {
+			panic(fmt.Sprintf("boom at %d", v))
 		}
 		if v == t.cfg.Reject {
 			rej = append(rej, RowError{Row: i, Err: fmt.Errorf("bad value %d", v)})
@@ -348,7 +355,7 @@ func init() {
 		},
 	})
 	RegisterTransform(TransformSpec{
-		Spec: Spec{Name: "test_filter", Summary: "drop multiples of mod", Scalar: "mod", Config: func() any { return &filterConfig{Reject: -1, Fail: -1} }},
+		Spec: Spec{Name: "test_filter", Summary: "drop multiples of mod", Scalar: "mod", Config: func() any { return &filterConfig{Reject: -1, Fail: -1, Panic: -1} }},
 		Build: func(_ context.Context, cfg any, _ Env) (Transform, error) {
 			return &filterT{cfg: cfg.(*filterConfig)}, nil
 		},
