@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -648,7 +649,46 @@ func vectorize(n ast.Node, s *arrow.Schema) (knode, bool) {
 			return &notNode{x: x}, true
 		}
 		return nil, false
+	case *ast.BuiltinNode:
+		if len(t.Arguments) != 1 {
+			return nil, false
+		}
+		x, ok := vectorize(t.Arguments[0], s)
+		if !ok {
+			return nil, false
+		}
+		switch {
+		case t.Name == "len" && x.kind() == kString:
+			return &lenNode{x: x}, true
+		case t.Name == "abs" && numeric(x.kind()):
+			return &absNode{x: x}, true
+		}
+		return nil, false
+	case *ast.ConditionalNode:
+		c, ok := vectorize(t.Cond, s)
+		if !ok || c.kind() != kBool {
+			return nil, false
+		}
+		a, ok := vectorize(t.Exp1, s)
+		if !ok {
+			return nil, false
+		}
+		b, ok := vectorize(t.Exp2, s)
+		if !ok {
+			return nil, false
+		}
+		k := a.kind()
+		if k == kNull {
+			k = b.kind()
+		}
+		if k == kNull || k == kTime || (a.kind() != k && a.kind() != kNull) || (b.kind() != k && b.kind() != kNull) {
+			return nil, false
+		}
+		return &condNode{c: c, a: a, b: b, k: k}, true
 	case *ast.BinaryNode:
+		if t.Operator == "in" {
+			return inList(t, s)
+		}
 		l, ok := vectorize(t.Left, s)
 		if !ok {
 			return nil, false
@@ -714,8 +754,58 @@ func binaryNode(op string, l, r knode) (knode, bool) {
 		if numeric(lk) && numeric(rk) || lk == kString && rk == kString {
 			return &cmpNode{op: op, l: l, r: r}, true
 		}
+	case "startsWith", "endsWith", "contains":
+		if lk == kString && rk == kString {
+			return &strOpNode{op: op, l: l, r: r}, true
+		}
 	}
 	return nil, false
+}
+
+// inList compiles `x in [literal, ...]` for string and numeric x.
+func inList(t *ast.BinaryNode, s *arrow.Schema) (knode, bool) {
+	arr, ok := t.Right.(*ast.ArrayNode)
+	if !ok || len(arr.Nodes) == 0 {
+		return nil, false
+	}
+	x, ok := vectorize(t.Left, s)
+	if !ok {
+		return nil, false
+	}
+	n := &inNode{x: x, strs: map[string]bool{}, nums: map[float64]bool{}}
+	for _, item := range arr.Nodes {
+		if u, ok := item.(*ast.UnaryNode); ok && u.Operator == "-" {
+			switch v := u.Node.(type) {
+			case *ast.IntegerNode:
+				item = &ast.IntegerNode{Value: -v.Value}
+			case *ast.FloatNode:
+				item = &ast.FloatNode{Value: -v.Value}
+			}
+		}
+		switch v := item.(type) {
+		case *ast.StringNode:
+			if x.kind() != kString {
+				return nil, false
+			}
+			n.strs[v.Value] = true
+		case *ast.IntegerNode:
+			if !numeric(x.kind()) {
+				return nil, false
+			}
+			n.nums[float64(v.Value)] = true
+			if int(float64(v.Value)) != v.Value {
+				return nil, false // not exact as a float
+			}
+		case *ast.FloatNode:
+			if !numeric(x.kind()) {
+				return nil, false
+			}
+			n.nums[v.Value] = true
+		default:
+			return nil, false
+		}
+	}
+	return n, true
 }
 
 func pickNonNull(l, r knode) knode {
@@ -723,6 +813,187 @@ func pickNonNull(l, r knode) knode {
 		return r
 	}
 	return l
+}
+
+type lenNode struct{ x knode }
+
+func (n *lenNode) kind() vkind { return kInt }
+func (n *lenNode) eval(ctx *evalCtx) (vec, error) {
+	x, err := n.x.eval(ctx)
+	if err != nil {
+		return x, err
+	}
+	out := vec{kind: kInt, konst: x.konst, n: x.n, nulls: x.nulls, i: make([]int64, len(x.s))}
+	for i, v := range x.s {
+		out.i[i] = int64(utf8.RuneCountInString(v))
+	}
+	return out, nil
+}
+
+type absNode struct{ x knode }
+
+func (n *absNode) kind() vkind { return n.x.kind() }
+func (n *absNode) eval(ctx *evalCtx) (vec, error) {
+	x, err := n.x.eval(ctx)
+	if err != nil {
+		return x, err
+	}
+	out := vec{kind: x.kind, konst: x.konst, n: x.n, nulls: x.nulls}
+	if x.kind == kInt {
+		out.i = make([]int64, len(x.i))
+		for i, v := range x.i {
+			if v < 0 {
+				v = -v
+			}
+			out.i[i] = v
+		}
+		return out, nil
+	}
+	out.f = make([]float64, len(x.f))
+	for i, v := range x.f {
+		if v < 0 {
+			v = -v
+		}
+		out.f[i] = v
+	}
+	return out, nil
+}
+
+// condNode is `c ? a : b`; a null condition gives null.
+type condNode struct {
+	c, a, b knode
+	k       vkind
+}
+
+func (n *condNode) kind() vkind { return n.k }
+func (n *condNode) eval(ctx *evalCtx) (vec, error) {
+	c, err := n.c.eval(ctx)
+	if err != nil {
+		return c, err
+	}
+	a, err := n.a.eval(ctx)
+	if err != nil {
+		return a, err
+	}
+	b, err := n.b.eval(ctx)
+	if err != nil {
+		return b, err
+	}
+	c, a, b = c.broadcast(), materialize(a, n.k), materialize(b, n.k)
+	out := vec{kind: n.k, n: ctx.n, nulls: make(nullMask, ctx.n)}
+	switch n.k {
+	case kBool:
+		out.b = make([]bool, ctx.n)
+	case kInt:
+		out.i = make([]int64, ctx.n)
+	case kFloat:
+		out.f = make([]float64, ctx.n)
+	case kString:
+		out.s = make([]string, ctx.n)
+	}
+	for i := range ctx.n {
+		if c.isNull(i) {
+			out.nulls[i] = true
+			continue
+		}
+		src := b
+		if c.b[i] {
+			src = a
+		}
+		if src.isNull(i) {
+			out.nulls[i] = true
+			continue
+		}
+		switch n.k {
+		case kBool:
+			out.b[i] = src.b[i]
+		case kInt:
+			out.i[i] = src.i[i]
+		case kFloat:
+			out.f[i] = src.f[i]
+		case kString:
+			out.s[i] = src.s[i]
+		}
+	}
+	return out, nil
+}
+
+// materialize broadcasts v to a column of kind k (a null constant becomes
+// a column of nulls).
+func materialize(v vec, k vkind) vec {
+	if v.kind == kNull {
+		return vec{kind: k, n: v.n, nulls: fill(v.n, true), b: make([]bool, v.n), i: make([]int64, v.n), f: make([]float64, v.n), s: make([]string, v.n)}
+	}
+	return v.broadcast()
+}
+
+type inNode struct {
+	x    knode
+	strs map[string]bool
+	nums map[float64]bool
+}
+
+func (n *inNode) kind() vkind { return kBool }
+func (n *inNode) eval(ctx *evalCtx) (vec, error) {
+	x, err := n.x.eval(ctx)
+	if err != nil {
+		return x, err
+	}
+	out := vec{kind: kBool, konst: x.konst, n: x.n, nulls: x.nulls}
+	switch x.kind {
+	case kString:
+		out.b = make([]bool, len(x.s))
+		for i, v := range x.s {
+			out.b[i] = n.strs[v]
+		}
+	case kInt:
+		out.b = make([]bool, len(x.i))
+		for i, v := range x.i {
+			f := float64(v)
+			out.b[i] = int64(f) == v && n.nums[f] // v exactly a listed value
+		}
+	case kFloat:
+		out.b = make([]bool, len(x.f))
+		for i, v := range x.f {
+			out.b[i] = n.nums[v]
+		}
+	}
+	return out, nil
+}
+
+type strOpNode struct {
+	op   string
+	l, r knode
+}
+
+func (n *strOpNode) kind() vkind { return kBool }
+func (n *strOpNode) eval(ctx *evalCtx) (vec, error) {
+	l, err := n.l.eval(ctx)
+	if err != nil {
+		return l, err
+	}
+	r, err := n.r.eval(ctx)
+	if err != nil {
+		return r, err
+	}
+	konst := l.konst && r.konst
+	l, r = l.broadcast(), r.broadcast()
+	size := ctx.n
+	if konst {
+		size = 1
+	}
+	out := vec{kind: kBool, konst: konst, n: ctx.n, nulls: unionNulls(l, r), b: make([]bool, size)}
+	f := strings.HasPrefix
+	switch n.op {
+	case "endsWith":
+		f = strings.HasSuffix
+	case "contains":
+		f = strings.Contains
+	}
+	for i := range out.b {
+		out.b[i] = f(l.s[i], r.s[i])
+	}
+	return out, nil
 }
 
 type constNode struct{ v vec }

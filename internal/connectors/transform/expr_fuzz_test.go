@@ -105,6 +105,9 @@ var exprSeeds = []string{
 	"s == \"x\"", "s < \"y\"", "s != s", "b != b", "a == b", "i * i > 4", "a + i + 1",
 	"p == true", "p != false", "(a + 1) * (b - 2) >= 0 || s > \"a\"", "a == nil", "1 + 2 * 3",
 	"2.5 * a", "a < 2.5", "i / a", "0 - a", "a * a",
+	"len(s) == 2", "abs(a) > 1", "abs(b)", "s in [\"x\", \"zz\"]", "a in [1, 7, -2]", "b in [0.5, 3]", "i in [3, 5.0]",
+	"s startsWith \"x\"", "s endsWith s", "s contains \"y\"", "p ? a : i", "a > 0 ? s : \"neg\"", "p ? b : nil",
+	"(a > 0 ? a : -a) == abs(a)",
 }
 
 func TestVectorMatchesVM(t *testing.T) {
