@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 )
 
 // ErrInvalidSpec marks every error Parse returns about the spec itself
@@ -198,12 +200,57 @@ func (p *parseState) yamlErr(err error, fallback ast.Node) {
 	p.errs = append(p.errs, &SpecError{Pos: p.pos(fallback), Msg: err.Error()})
 }
 
+var goTypeMsg = regexp.MustCompile(`cannot unmarshal (\S+) into Go (?:struct field \S+ of type|value of type) (\S+)`)
+
 func cleanYAMLMessage(m string) string {
 	m = strings.TrimSpace(m)
 	if i := strings.Index(m, "\n"); i >= 0 {
 		m = m[:i]
 	}
+	if sm := goTypeMsg.FindStringSubmatch(m); sm != nil {
+		return fmt.Sprintf("wrong type: %s where %s is expected", yamlKind(sm[1]), goTypeWord(sm[2]))
+	}
 	return m
+}
+
+func yamlKind(src string) string {
+	switch {
+	case strings.HasPrefix(src, "[]"):
+		return "a list"
+	case strings.HasPrefix(src, "map"):
+		return "a mapping"
+	case src == "string":
+		return "a string"
+	case src == "bool":
+		return "a boolean"
+	case strings.HasPrefix(src, "int"), strings.HasPrefix(src, "uint"):
+		return "an integer"
+	case strings.HasPrefix(src, "float"):
+		return "a number"
+	default:
+		return "a " + src
+	}
+}
+
+func goTypeWord(t string) string {
+	switch {
+	case t == "time.Duration":
+		return "a duration (such as 5s)"
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	case strings.HasPrefix(t, "map["):
+		return "a mapping"
+	case t == "string":
+		return "a string"
+	case t == "bool":
+		return "true or false"
+	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "uint"), strings.HasPrefix(t, "*int"):
+		return "an integer"
+	case strings.HasPrefix(t, "float"), strings.HasPrefix(t, "*float"):
+		return "a number"
+	default:
+		return "a mapping"
+	}
 }
 
 func (p *parseState) parse(data []byte) *Plan {
@@ -510,6 +557,11 @@ func (p *parseState) decodeStrict(n ast.Node, key ast.Node, v any, what string) 
 			if tk := ue.GetToken(); tk != nil && tk.Position != nil {
 				pos = Pos{File: p.file, Line: tk.Position.Line, Col: tk.Position.Column}
 			}
+			if !directKey(n, ue.GetToken()) {
+				// A key of a nested mapping: the valid keys above are not its.
+				p.errs = append(p.errs, &SpecError{Pos: pos, Msg: fmt.Sprintf("%s: unknown key %q (see `kiln pipeline components` for the keys)", what, k)})
+				return false
+			}
 			p.errs = append(p.errs, &SpecError{Pos: pos, Msg: fmt.Sprintf("%s: unknown key %q%s (valid keys: %s)", what, k, suggest(k, keys), strings.Join(keys, ", "))})
 			return false
 		}
@@ -517,6 +569,20 @@ func (p *parseState) decodeStrict(n ast.Node, key ast.Node, v any, what string) 
 		return false
 	}
 	return true
+}
+
+// directKey reports whether tk is one of the keys of mapping n itself.
+func directKey(n ast.Node, tk *token.Token) bool {
+	m, ok := n.(*ast.MappingNode)
+	if !ok || tk == nil {
+		return false
+	}
+	for _, mv := range m.Values {
+		if kt := mv.Key.GetToken(); kt == tk || kt != nil && kt.Position != nil && tk.Position != nil && kt.Position.Offset == tk.Position.Offset {
+			return true
+		}
+	}
+	return false
 }
 
 func fieldByKey(cfg any, key string) (reflect.Value, bool) {

@@ -109,7 +109,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty sinks", "source: {test_mem: {state: s}}\nsinks: []\n", "x.yaml:2:1: sinks must name at least one sink"},
 		{"unknown component", "source: {test_mem: {state: s}}\ntransforms:\n  - test_filtr: 3\nsinks: [{test_sink: {state: s, id: a}}]\n", `x.yaml:3:5: unknown transform "test_filtr" (did you mean "test_filter"?)`},
 		{"unknown field", "source:\n  test_mem:\n    state: s\n    rowz: 3\nsinks: [{test_sink: {state: s, id: a}}]\n", `x.yaml:4:5: source "test_mem": unknown key "rowz" (did you mean "rows"?)`},
-		{"wrong type", "source:\n  test_mem:\n    state: s\n    rows: many\nsinks: [{test_sink: {state: s, id: a}}]\n", "x.yaml:4:11:"},
+		{"wrong type", "source:\n  test_mem:\n    state: s\n    rows: many\nsinks: [{test_sink: {state: s, id: a}}]\n", "x.yaml:4:11: wrong type: a string where an integer is expected"},
 		{"missing required", "source:\n  test_mem: {rows: 3}\nsinks: [{test_sink: {state: s, id: a}}]\n", `source "test_mem": missing required field state`},
 		{"validate", "source: {test_mem: {state: s}}\ntransforms:\n  - test_filter: {mod: -1}\nsinks: [{test_sink: {state: s, id: a}}]\n", "x.yaml:3:18: transform \"test_filter\": mod must not be negative"},
 		{"two keys", "source: {test_mem: {state: s}, test_x: {}}\nsinks: [{test_sink: {state: s, id: a}}]\n", "source must be a mapping with exactly one key"},
