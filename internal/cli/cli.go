@@ -52,6 +52,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newServe(), newInfer(), newModels(), newVersion())
 	root.AddCommand(newBench())
 	root.AddCommand(newPipeline())
+	root.AddCommand(newRegistry())
 	return root
 }
 
