@@ -260,14 +260,14 @@ func (a *App) Run(ctx context.Context) error {
 }
 
 // openPipelines opens the pipeline run store (the registry database:
-// KILN_REGISTRY, else sqlite in the data dir) and the service that runs
+// the registry setting, else SQLite in the data dir) and the service that runs
 // specs submitted over the API with the in-process models. Without a data
 // dir, pipelines are not served.
 func (a *App) openPipelines() error {
 	if a.cfg.DataDir == "" {
 		return nil
 	}
-	dsn := os.Getenv("KILN_REGISTRY")
+	dsn := a.cfg.Registry
 	if dsn == "" {
 		dsn = runstore.DefaultDSN(a.cfg.DataDir)
 	}

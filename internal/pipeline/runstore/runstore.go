@@ -35,8 +35,8 @@ func DefaultDSN(dataDir string) string {
 	return "sqlite:" + filepath.Join(dataDir, "registry.db")
 }
 
-// Open connects to dsn — `sqlite:PATH` (or a path ending in .db) or
-// `postgres://...` — and applies the migrations.
+// Open connects to dsn — `postgres://...`, or SQLite as `sqlite:PATH` or a
+// plain path (the registry setting's forms) — and applies the migrations.
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	var s Store
 	var err error
@@ -47,7 +47,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("run store: %w", err)
 		}
-	case strings.HasPrefix(dsn, "sqlite:"), strings.HasSuffix(dsn, ".db"):
+	case strings.HasPrefix(dsn, "sqlite:"), dsn != "" && !strings.Contains(dsn, "://"):
 		path := strings.TrimPrefix(dsn, "sqlite:")
 		path = strings.TrimPrefix(path, "//")
 		if path == "" {
