@@ -425,3 +425,29 @@ sinks: [{test_sink: {state: %[1]s, id: b}}]
 		t.Errorf("fitting in a task: %v", err)
 	}
 }
+
+// TestRunBoundsInFlight checks the memory bound: never more than
+// max_in_flight batches between the source and the sinks (a batch is
+// counted from just before emit until its acknowledgement).
+func TestRunBoundsInFlight(t *testing.T) {
+	for _, limit := range []int{1, 3, 8} {
+		t.Run(fmt.Sprint(limit), func(t *testing.T) {
+			id, st := newTestState(t)
+			plan := mustParse(t, fmt.Sprintf(`source: {test_mem: {state: %[1]s, rows: 5000, batch: 10}}
+transforms: [test_filter: 7]
+sinks: [{test_sink: {state: %[1]s, id: a}}, {test_sink: {state: %[1]s, id: b}}]
+settings: {parallelism: 4, buffer: 2, max_in_flight: %[2]d, ordered: true}
+`, id, limit))
+			if _, err := (&Engine{DataDir: t.TempDir()}).Run(context.Background(), plan, RunOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			// +1: the source counts a batch just before emit blocks on the limit.
+			if m := st.maxLive.Load(); m > int64(limit)+1 {
+				t.Errorf("%d batches in flight, limit %d", m, limit)
+			}
+			if len(st.rows["a"]) != 5000-715 {
+				t.Errorf("rows = %d", len(st.rows["a"]))
+			}
+		})
+	}
+}

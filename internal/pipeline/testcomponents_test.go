@@ -23,6 +23,8 @@ type memState struct {
 	reads     atomic.Int64
 	acks      atomic.Int64
 	ackErrs   atomic.Int64
+	live      atomic.Int64 // emitted, not yet acknowledged
+	maxLive   atomic.Int64
 	rows      map[string][]int64 // sink id → x values written
 	committed map[string]bool
 	discarded map[string]bool
@@ -78,7 +80,11 @@ func (s *memSource) Read(ctx context.Context, emit EmitFunc) error {
 		hi := min(lo+bs, s.cfg.Rows)
 		b := intBatch(lo, hi)
 		defer b.Release()
+		if l := s.st.live.Add(1); l > s.st.maxLive.Load() {
+			s.st.maxLive.Store(l)
+		}
 		err := emit(ctx, b, func(ctx context.Context, err error) error {
+			s.st.live.Add(-1)
 			if err != nil {
 				s.st.ackErrs.Add(1)
 			} else {
