@@ -451,3 +451,37 @@ settings: {parallelism: 4, buffer: 2, max_in_flight: %[2]d, ordered: true}
 		})
 	}
 }
+
+type discardSink struct{}
+
+func (discardSink) Write(context.Context, Batch) ([]RowError, error) { return nil, nil }
+func (discardSink) Close(context.Context, error) error              { return nil }
+
+func init() {
+	RegisterSink(SinkSpec{
+		Spec:  Spec{Name: "test_discard", Summary: "drops everything", Config: func() any { return &struct{}{} }},
+		Build: func(context.Context, any, Env) (Sink, error) { return discardSink{}, nil },
+	})
+}
+
+// BenchmarkEngineOverhead measures the engine's own cost per batch: a
+// source of 8192-row batches straight into a sink that drops them.
+func BenchmarkEngineOverhead(b *testing.B) {
+	id := "bench"
+	st := newState(id)
+	defer testState.Delete(id)
+	const rows = 8192 * 200
+	plan, err := Parse("b.yaml", []byte(fmt.Sprintf("source: {test_mem: {state: %s, rows: %d, batch: 8192}}\nsinks: [test_discard: {}]\n", id, rows)), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := &Engine{DataDir: b.TempDir()}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := e.Run(context.Background(), plan, RunOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "rows/s")
+	_ = st
+}
