@@ -83,3 +83,15 @@ func TestExprErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestExprTimesAndOddNames(t *testing.T) {
+	in := mkBatch(t, c("my col", 1, 5, nil), c("when", "2025-01-02", "2025-08-01", nil))
+	cast := build(t, "cast", "{when: timestamp}")
+	b, _ := apply(t, cast, in)
+	out, rej := apply(t, build(t, "filter", `'$env["my col"] > 2 or when > date("2025-06-01")'`), b)
+	eq(t, "rejected", rowsOf(rej), []int(nil))
+	eq(t, "kept", values(t, out, "my col"), []any{int64(5)})
+	d, _ := apply(t, build(t, "derive", `{next: 'when + duration("24h")', y: 'when.Year()'}`), b)
+	eq(t, "next", values(t, d, "next"), []any{"2025-01-03T00:00:00Z", "2025-08-02T00:00:00Z", nil})
+	eq(t, "year", values(t, d, "y"), []any{int64(2025), int64(2025), nil})
+}

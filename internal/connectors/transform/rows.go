@@ -29,6 +29,9 @@ func keepRows(in pipeline.Batch, keep []bool, n int) (pipeline.Batch, error) {
 		return nil, nil
 	}
 	rs := runsOf(keep)
+	if len(rs) == 1 { // one contiguous range: a zero-copy slice
+		return in.NewSlice(int64(rs[0].lo), int64(rs[0].hi)), nil
+	}
 	cols := make([]arrow.Array, in.NumCols())
 	defer releaseAll(cols)
 	for i := range cols {
