@@ -455,7 +455,7 @@ settings: {parallelism: 4, buffer: 2, max_in_flight: %[2]d, ordered: true}
 type discardSink struct{}
 
 func (discardSink) Write(context.Context, Batch) ([]RowError, error) { return nil, nil }
-func (discardSink) Close(context.Context, error) error              { return nil }
+func (discardSink) Close(context.Context, error) error               { return nil }
 
 func init() {
 	RegisterSink(SinkSpec{

@@ -64,7 +64,7 @@ type memSource struct {
 type noFPSource struct{ s *memSource }
 
 func (n noFPSource) Read(ctx context.Context, emit EmitFunc) error { return n.s.Read(ctx, emit) }
-func (n noFPSource) Close() error                                 { return nil }
+func (n noFPSource) Close() error                                  { return nil }
 
 func (s *memSource) Read(ctx context.Context, emit EmitFunc) error {
 	s.st.reads.Add(1)
