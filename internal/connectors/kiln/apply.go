@@ -457,7 +457,11 @@ func (t *predictT) assemble(chunks []*chunk, kept int) ([]arrow.Field, []arrow.A
 			for _, ch := range chunks {
 				data := ch.outs[name].Data
 				for len(data) >= 4 {
-					l := binary.LittleEndian.Uint32(data)
+					l := uint64(binary.LittleEndian.Uint32(data))
+					if l > uint64(len(data)-4) {
+						b.Release()
+						return fail(fmt.Errorf("output %q: a BYTES length runs past the data", name))
+					}
 					b.Append(string(data[4 : 4+l]))
 					data = data[4+l:]
 				}

@@ -31,6 +31,10 @@ type ExprError struct {
 	Msg    string
 }
 
+// ExprOffset is where in the expression the problem is (0-based, in
+// characters), for callers that map it into the spec file.
+func (e *ExprError) ExprOffset() int { return e.Offset }
+
 func (e *ExprError) Error() string {
 	return fmt.Sprintf("expression %q, at character %d: %s", e.Expr, e.Offset+1, e.Msg)
 }

@@ -90,7 +90,8 @@ type KeyOrder struct {
 	Keys []string
 }
 
-func (k *KeyOrder) add(key string) {
+// Add notes key (a no-op when it was seen before or k is nil).
+func (k *KeyOrder) Add(key string) {
 	if k == nil {
 		return
 	}
@@ -145,7 +146,7 @@ func parseObject(dec *json.Decoder, order *KeyOrder) (Record, error) {
 			return nil, fmt.Errorf("value of %q: %w", key, err)
 		}
 		if _, dup := rec[key]; !dup {
-			order.add(key)
+			order.Add(key)
 		}
 		rec[key] = v
 	}

@@ -1,0 +1,323 @@
+package file
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// column accumulates the values of one output column straight into Arrow
+// buffers: numbers are parsed from the byte slice, never via a string.
+type column interface {
+	// appendText parses one CSV field (not null).
+	appendText(b []byte) error
+	// appendJSON appends one decoded JSON value (not nil).
+	appendJSON(v any) error
+	appendNull()
+	// finish returns the array of everything appended and resets.
+	finish() arrow.Array
+	len() int
+}
+
+// newColumn returns the column builder of a schema field.
+func newColumn(f Field, capacity int) (column, error) {
+	switch f.Type {
+	case typeInt64:
+		return &fixedCol[int64]{dt: arrow.PrimitiveTypes.Int64, parse: parseIntText, conv: jsonInt, vals: make([]int64, 0, capacity)}, nil
+	case typeFloat64:
+		return &fixedCol[float64]{dt: arrow.PrimitiveTypes.Float64, parse: parseFloatText, conv: jsonFloat, vals: make([]float64, 0, capacity)}, nil
+	case typeTimestamp:
+		layout := f.Layout
+		if layout == "" {
+			layout = time.RFC3339Nano
+		}
+		p := func(b []byte) (int64, error) { return parseTime(layout, b) }
+		return &fixedCol[int64]{dt: timestampType, parse: p, conv: jsonText(p), vals: make([]int64, 0, capacity)}, nil
+	case typeDate:
+		layout := f.Layout
+		if layout == "" {
+			layout = layoutDate
+		}
+		p := func(b []byte) (int32, error) { return parseDate(layout, b) }
+		return &fixedCol[int32]{dt: arrow.FixedWidthTypes.Date32, parse: p, conv: jsonText(p), vals: make([]int32, 0, capacity)}, nil
+	case typeBool:
+		return &boolCol{}, nil
+	case typeString:
+		return &stringCol{offsets: append(make([]int32, 0, capacity+1), 0)}, nil
+	}
+	return nil, fmt.Errorf("type %q: want int64, float64, string, bool, timestamp or date", f.Type)
+}
+
+// validity is a growing validity bitmap.
+type validity struct {
+	bits  []byte
+	n     int
+	nulls int
+}
+
+func (v *validity) add(ok bool) {
+	if v.n&7 == 0 {
+		v.bits = append(v.bits, 0)
+	}
+	if ok {
+		v.bits[v.n>>3] |= 1 << (v.n & 7)
+	} else {
+		v.nulls++
+	}
+	v.n++
+}
+
+// buffer returns the bitmap (nil without nulls) and resets.
+func (v *validity) buffer() (*memory.Buffer, int) {
+	nulls := v.nulls
+	var b *memory.Buffer
+	if nulls > 0 {
+		b = memory.NewBufferBytes(v.bits)
+	}
+	*v = validity{}
+	return b, nulls
+}
+
+type fixedCol[T int64 | float64 | int32] struct {
+	dt    arrow.DataType
+	parse func([]byte) (T, error)
+	conv  func(any) (T, error)
+	vals  []T
+	valid validity
+}
+
+func (c *fixedCol[T]) appendText(b []byte) error {
+	v, err := c.parse(b)
+	if err != nil {
+		return err
+	}
+	c.vals = append(c.vals, v)
+	c.valid.add(true)
+	return nil
+}
+
+func (c *fixedCol[T]) appendJSON(x any) error {
+	v, err := c.conv(x)
+	if err != nil {
+		return err
+	}
+	c.vals = append(c.vals, v)
+	c.valid.add(true)
+	return nil
+}
+
+func (c *fixedCol[T]) appendNull() {
+	var zero T
+	c.vals = append(c.vals, zero)
+	c.valid.add(false)
+}
+
+func (c *fixedCol[T]) len() int { return len(c.vals) }
+
+func (c *fixedCol[T]) finish() arrow.Array {
+	n := len(c.vals)
+	var data []byte
+	if n > 0 {
+		data = unsafe.Slice((*byte)(unsafe.Pointer(&c.vals[0])), n*int(unsafe.Sizeof(c.vals[0])))
+	}
+	bm, nulls := c.valid.buffer()
+	d := array.NewData(c.dt, n, []*memory.Buffer{bm, memory.NewBufferBytes(data)}, nil, nulls, 0)
+	defer d.Release()
+	c.vals = make([]T, 0, cap(c.vals))
+	return array.MakeFromData(d)
+}
+
+type boolCol struct {
+	vals  validity // value bits (a bitmap like validity)
+	valid validity
+}
+
+func (c *boolCol) add(v bool) {
+	c.vals.add(v)
+	c.valid.add(true)
+}
+
+func (c *boolCol) appendText(b []byte) error {
+	v, ok := parseBool(b)
+	if !ok {
+		return fmt.Errorf("%q is not a bool", b)
+	}
+	c.add(v)
+	return nil
+}
+
+func (c *boolCol) appendJSON(x any) error {
+	switch v := x.(type) {
+	case bool:
+		c.add(v)
+		return nil
+	case string:
+		return c.appendText([]byte(v))
+	}
+	return fmt.Errorf("%s is not a bool", showJSON(x))
+}
+
+func (c *boolCol) appendNull() {
+	c.vals.add(false)
+	c.valid.add(false)
+}
+
+func (c *boolCol) len() int { return c.valid.n }
+
+func (c *boolCol) finish() arrow.Array {
+	n := c.valid.n
+	bits := c.vals.bits
+	c.vals = validity{}
+	bm, nulls := c.valid.buffer()
+	d := array.NewData(arrow.FixedWidthTypes.Boolean, n, []*memory.Buffer{bm, memory.NewBufferBytes(bits)}, nil, nulls, 0)
+	defer d.Release()
+	return array.MakeFromData(d)
+}
+
+type stringCol struct {
+	offsets []int32
+	data    []byte
+	valid   validity
+}
+
+func (c *stringCol) appendText(b []byte) error {
+	if len(c.data)+len(b) > math.MaxInt32 {
+		return fmt.Errorf("string column over 2 GiB in one batch")
+	}
+	c.data = append(c.data, b...)
+	c.offsets = append(c.offsets, int32(len(c.data)))
+	c.valid.add(true)
+	return nil
+}
+
+func (c *stringCol) appendJSON(x any) error {
+	switch v := x.(type) {
+	case string:
+		return c.appendText([]byte(v))
+	case json.Number:
+		return c.appendText([]byte(v))
+	case bool:
+		return c.appendText(strconv.AppendBool(nil, v))
+	}
+	b, err := json.Marshal(x)
+	if err != nil {
+		return err
+	}
+	return c.appendText(b)
+}
+
+func (c *stringCol) appendNull() {
+	c.offsets = append(c.offsets, int32(len(c.data)))
+	c.valid.add(false)
+}
+
+func (c *stringCol) len() int { return len(c.offsets) - 1 }
+
+func (c *stringCol) finish() arrow.Array {
+	n := len(c.offsets) - 1
+	offs := unsafe.Slice((*byte)(unsafe.Pointer(&c.offsets[0])), len(c.offsets)*4)
+	bm, nulls := c.valid.buffer()
+	d := array.NewData(arrow.BinaryTypes.String, n, []*memory.Buffer{bm, memory.NewBufferBytes(offs), memory.NewBufferBytes(c.data)}, nil, nulls, 0)
+	defer d.Release()
+	c.offsets = append(make([]int32, 0, cap(c.offsets)), 0)
+	c.data = make([]byte, 0, cap(c.data))
+	return array.MakeFromData(d)
+}
+
+func parseIntText(b []byte) (int64, error) {
+	v, ok := parseInt(b)
+	if !ok {
+		return 0, fmt.Errorf("%q is not an int64", b)
+	}
+	return v, nil
+}
+
+// parseFloat parses a float64 from bytes without copying them.
+func parseFloat(b []byte) (float64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(unsafe.String(&b[0], len(b)), 64)
+	if err != nil {
+		// Out of range values come back as ±Inf with ErrRange: keep them.
+		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
+			return v, true
+		}
+		return 0, false
+	}
+	return v, true
+}
+
+func parseFloatText(b []byte) (float64, error) {
+	v, ok := parseFloat(b)
+	if !ok {
+		return 0, fmt.Errorf("%q is not a float64", b)
+	}
+	return v, nil
+}
+
+func parseTime(layout string, b []byte) (int64, error) {
+	t, err := time.Parse(layout, string(b))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a timestamp in layout %q", b, layout)
+	}
+	return t.UnixMicro(), nil
+}
+
+func parseDate(layout string, b []byte) (int32, error) {
+	t, err := time.Parse(layout, string(b))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a date in layout %q", b, layout)
+	}
+	return int32(t.Unix() / 86400), nil
+}
+
+func jsonInt(x any) (int64, error) {
+	switch v := x.(type) {
+	case json.Number:
+		if n, ok := parseInt([]byte(v)); ok {
+			return n, nil
+		}
+		if f, err := v.Float64(); err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<63 {
+			return int64(f), nil
+		}
+	case string:
+		return parseIntText([]byte(v))
+	}
+	return 0, fmt.Errorf("%s is not an int64", showJSON(x))
+}
+
+func jsonFloat(x any) (float64, error) {
+	switch v := x.(type) {
+	case json.Number:
+		return parseFloatText([]byte(v))
+	case string:
+		return parseFloatText([]byte(v))
+	}
+	return 0, fmt.Errorf("%s is not a float64", showJSON(x))
+}
+
+func jsonText[T any](p func([]byte) (T, error)) func(any) (T, error) {
+	return func(x any) (T, error) {
+		if s, ok := x.(string); ok {
+			return p([]byte(s))
+		}
+		var zero T
+		return zero, fmt.Errorf("%s is not a string", showJSON(x))
+	}
+}
+
+func showJSON(x any) string {
+	b, err := json.Marshal(x)
+	if err != nil || len(b) > 64 {
+		return fmt.Sprintf("%T value", x)
+	}
+	return string(b)
+}
