@@ -205,7 +205,10 @@ func build(ctx context.Context, cfg any, env pipeline.Env) (pipeline.Transform, 
 		be = r
 	default:
 		m, ok := env.Models.(Models)
-		if !ok || env.Models == nil {
+		if mgr, isMgr := env.Models.(*serving.Manager); isMgr && mgr == nil {
+			ok = false // a typed nil: no server
+		}
+		if !ok {
 			return nil, fmt.Errorf("predict: no model server in this process: run the pipeline inside `kiln serve` or with `kiln pipeline run --model-repository DIR`, or set remote: host:port")
 		}
 		be = &local{m: m, model: c.Model, version: c.Version}
