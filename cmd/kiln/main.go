@@ -15,6 +15,7 @@ import (
 	// Built-in pipeline components.
 	_ "github.com/kilnai/kiln/internal/connectors/http"
 	_ "github.com/kilnai/kiln/internal/connectors/kiln"
+	_ "github.com/kilnai/kiln/internal/connectors/nats"
 	_ "github.com/kilnai/kiln/internal/connectors/transform"
 )
 

@@ -249,9 +249,15 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 	}
 }
 
-// fetch waits up to max_wait for up to batch_size messages.
+// fetch waits up to max_wait for up to batch_size messages. The pull
+// request is not cut short when ctx ends (messages the server delivered
+// to an abandoned request would stay unacknowledged until ack_wait):
+// it runs to its expiry and what it got is nak'ed.
 func (s *source) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
-	fctx, cancel := context.WithTimeout(ctx, s.cfg.MaxWait)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.MaxWait)
 	defer cancel()
 	batch, err := cons.Fetch(s.cfg.BatchSize, jetstream.FetchContext(fctx))
 	if err != nil {
