@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
@@ -48,6 +49,18 @@ func decodeMapForm(n ast.Node, long any, longKeys []string, mapKey string, short
 		}
 	}
 	if !isLong {
+		for _, mv := range m.Values {
+			if keyOf(mv.Key) != mapKey {
+				continue
+			}
+			if _, nested := mv.Value.(*ast.MappingNode); nested {
+				for _, other := range m.Values {
+					if k := keyOf(other.Key); !slices.Contains(longKeys, k) {
+						return nil, fmt.Errorf("%s: {...} is the long form, whose keys are %s; %q is not one of them (or write the column mapping alone: the short form)", mapKey, strings.Join(longKeys, ", "), k)
+					}
+				}
+			}
+		}
 		if err := yaml.NodeToValue(m, short, yaml.Strict()); err != nil {
 			return nil, err
 		}

@@ -450,3 +450,14 @@ func TestSplit(t *testing.T) {
 		side[k] = l
 	}
 }
+
+func TestMixedForms(t *testing.T) {
+	_, err := tryBuild("rename", "{columns: {a: b}, extra: c}")
+	if err == nil || !strings.Contains(err.Error(), `"extra" is not one of them`) {
+		t.Errorf("err = %v", err)
+	}
+	// A column literally named like a long-form key, in the short form.
+	tr := build(t, "rename", "{columns: cols, a: b}")
+	out, _ := apply(t, tr, mkBatch(t, c("columns", 1), c("a", 2)))
+	eq(t, "names", names(out), []string{"cols", "b"})
+}
