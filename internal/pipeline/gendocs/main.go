@@ -15,6 +15,7 @@ import (
 	// The built-in connectors (the same set cmd/kiln imports).
 	_ "github.com/kilnai/kiln/internal/connectors/http"
 	_ "github.com/kilnai/kiln/internal/connectors/kiln"
+	_ "github.com/kilnai/kiln/internal/connectors/nats"
 	_ "github.com/kilnai/kiln/internal/connectors/transform"
 )
 
