@@ -53,6 +53,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newBench())
 	root.AddCommand(newPipeline())
 	root.AddCommand(newRegistry())
+	root.AddCommand(newWorker())
 	return root
 }
 

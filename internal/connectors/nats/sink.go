@@ -23,7 +23,7 @@ func init() {
 			Name: "nats",
 			Summary: "publish each row as a JSON message to NATS JetStream, asynchronously with a bounded window of " +
 				"unacknowledged publishes; Write returns once the stream acknowledged every row. Each message carries a " +
-				"deterministic Nats-Msg-Id (from key columns, or from the run id and the row's position) so the stream's " +
+				"deterministic Nats-Msg-Id (from key columns, or from the run id, the distributed task and the row's position) so the stream's " +
 				"duplicate window drops rows a retried run publishes again",
 			Config: func() any { return defaultSinkConfig() },
 			Examples: []string{
@@ -116,6 +116,7 @@ type sink struct {
 	subject []subjectPart
 	templ   bool
 	runID   string
+	task    string
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	rows    int64 // rows published so far (the position of the next)
@@ -129,7 +130,7 @@ func newSink(cfg *SinkConfig, env pipeline.Env) (*sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sink{cfg: cfg, subject: parts, runID: env.RunID}
+	s := &sink{cfg: cfg, subject: parts, runID: env.RunID, task: env.Task}
 	for _, p := range parts {
 		if p.col != "" {
 			s.templ = true
@@ -259,11 +260,12 @@ func subjectToken(v string) string {
 }
 
 // msgID derives the message's Nats-Msg-Id: a digest of the key columns'
-// values, or of the run id and the row's position in the run.
+// values, or of the run id, the task (distributed runs; a redelivered task
+// runs under the same run id) and the row's position in the run.
 func (s *sink) msgID(b arrow.RecordBatch, keyCols []int, r int) string {
 	h := sha256.New()
 	if len(keyCols) == 0 {
-		fmt.Fprintf(h, "run\x00%s\x00%d", s.runID, s.rows+int64(r))
+		fmt.Fprintf(h, "run\x00%s\x00%s\x00%d", s.runID, s.task, s.rows+int64(r))
 	} else {
 		s.buf = s.buf[:0]
 		s.buf = append(s.buf, "key"...)
