@@ -326,6 +326,28 @@ func TestSink(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+	t.Run("creates its stream, then a source reads it", func(t *testing.T) {
+		_, stream := testStream(t, url) // only for a unique name; deleted at cleanup
+		nc, _ := nats.Connect(url)
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		own := stream + "_OWN"
+		t.Cleanup(func() { _ = js.DeleteStream(context.Background(), own) })
+		s := buildSink(t, fmt.Sprintf(`{url: %q, subject: "%s.{region}", stream: %s}`, url, strings.ToLower(own), own), "r")
+		if _, err := s.Write(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Close(ctx, nil)
+		rows := drain(t, buildSource(t, fmt.Sprintf(`{url: %q, stream: %s, durable: r, stop_when_idle: true, max_wait: 200ms, create_stream: true}`, url, own)), nil)
+		if len(rows) != 3 {
+			t.Fatalf("read back %v, want the 3 rows with a region", rows)
+		}
+		empty := own + "_EMPTY"
+		t.Cleanup(func() { _ = js.DeleteStream(context.Background(), empty) })
+		if rows := drain(t, buildSource(t, fmt.Sprintf(`{url: %q, stream: %s, durable: r, stop_when_idle: true, max_wait: 100ms, create_stream: true}`, url, empty)), nil); len(rows) != 0 {
+			t.Fatalf("a new stream had rows: %v", rows)
+		}
+	})
 	t.Run("missing column", func(t *testing.T) {
 		s := buildSink(t, fmt.Sprintf(`{url: %q, subject: "x.{nope}"}`, url), "r")
 		defer s.Close(ctx, nil)

@@ -42,6 +42,7 @@ type SinkConfig struct {
 	URL        string        `yaml:"url" required:"true" doc:"NATS server URL(s), comma-separated"`
 	Subject    string        `yaml:"subject" required:"true" doc:"subject to publish to; {column} is replaced by the row's value (characters not allowed in a subject token become _)"`
 	Key        []string      `yaml:"key" doc:"columns whose values identify a row: Nats-Msg-Id is derived from them, so the same row published twice is stored once; default: the run id and the row's position (stable only when batches reach the sink in a stable order, e.g. settings.ordered)"`
+	Stream     string        `yaml:"stream" doc:"create this stream if it does not exist, capturing the subject ({column} parts as *); default: a stream must already capture the subject"`
 	MaxPending int           `yaml:"max_pending" doc:"most publishes awaiting the stream's acknowledgement"`
 	AckTimeout time.Duration `yaml:"ack_timeout" doc:"longest wait for the stream to acknowledge a publish"`
 }
@@ -54,6 +55,11 @@ func defaultSinkConfig() *SinkConfig {
 func (c *SinkConfig) Validate() error {
 	if _, err := parseSubject(c.Subject); err != nil {
 		return err
+	}
+	if c.Stream != "" {
+		if err := checkName("stream", c.Stream); err != nil {
+			return err
+		}
 	}
 	if c.MaxPending <= 0 {
 		return errors.New("max_pending must be positive")
@@ -151,6 +157,22 @@ func (s *sink) open() error {
 	if err != nil {
 		nc.Close()
 		return err
+	}
+	if s.cfg.Stream != "" {
+		var sb strings.Builder
+		for _, p := range s.subject {
+			if p.col != "" {
+				sb.WriteString("*")
+			} else {
+				sb.WriteString(p.lit)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ensureStream(ctx, js, s.cfg.Stream, sb.String()); err != nil {
+			nc.Close()
+			return err
+		}
 	}
 	s.nc, s.js = nc, js
 	return nil

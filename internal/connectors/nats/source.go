@@ -68,6 +68,7 @@ type SourceConfig struct {
 	MaxWait      time.Duration     `yaml:"max_wait" doc:"longest wait for a fetch to fill"`
 	AckWait      time.Duration     `yaml:"ack_wait" doc:"redelivery delay of a message that was not acknowledged (the consumer's AckWait)"`
 	StopWhenIdle bool              `yaml:"stop_when_idle" doc:"end the run when the consumer has no pending messages (a batch job); otherwise run until cancelled"`
+	CreateStream bool              `yaml:"create_stream" doc:"create the stream if it does not exist (subjects: subject, or STREAM.>; file storage, limits retention)"`
 	Schema       []jsonbatch.Field `yaml:"schema" doc:"explicit columns (list of {name, type}); default: inferred from the first fetch"`
 }
 
@@ -154,6 +155,21 @@ func (s *source) Close() error {
 	return nil
 }
 
+// ensureStream creates a stream capturing subject unless one of that name
+// exists.
+func ensureStream(ctx context.Context, js jetstream.JetStream, name, subject string) error {
+	if _, err := js.Stream(ctx, name); err == nil {
+		return nil
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("stream %s: %w", name, err)
+	}
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute})
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("creating stream %s for %s: %w", name, subject, err)
+	}
+	return nil
+}
+
 func connect(url, name string) (*nats.Conn, error) {
 	nc, err := nats.Connect(url, nats.Name(name), nats.Timeout(10*time.Second), nats.MaxReconnects(-1))
 	if err != nil {
@@ -174,6 +190,15 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 	js, err := jetstream.New(s.nc)
 	if err != nil {
 		return fmt.Errorf("nats source: %w", err)
+	}
+	if s.cfg.CreateStream {
+		subj := s.cfg.Subject
+		if subj == "" {
+			subj = s.cfg.Stream + ".>"
+		}
+		if err := ensureStream(ctx, js, s.cfg.Stream, subj); err != nil {
+			return fmt.Errorf("nats source: %w", err)
+		}
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
 		Durable:       s.cfg.Durable,
