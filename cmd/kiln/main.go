@@ -13,6 +13,7 @@ import (
 	_ "github.com/kilnai/kiln/internal/inference/onnx"
 
 	// Built-in pipeline components.
+	_ "github.com/kilnai/kiln/internal/connectors/file"
 	_ "github.com/kilnai/kiln/internal/connectors/http"
 	_ "github.com/kilnai/kiln/internal/connectors/kiln"
 	_ "github.com/kilnai/kiln/internal/connectors/nats"

@@ -1,0 +1,565 @@
+package file
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+)
+
+// csvOptions are the dialect of a CSV file.
+type csvOptions struct {
+	delim, quote, comment byte
+	header                bool
+	nulls                 nullSet
+}
+
+// span locates one field's value: in the input (src 0) or, when it had to
+// be unescaped, in the parser's scratch buffer (src 1).
+type span struct {
+	start, end int
+	scratch    bool
+}
+
+// csvParser splits CSV records into fields (RFC 4180 with the options:
+// quoted fields may hold delimiters, newlines and doubled quotes; CRLF line
+// ends; blank lines and comment lines are skipped, as encoding/csv does).
+type csvParser struct {
+	opt     csvOptions
+	spans   []span
+	scratch []byte
+	fields  [][]byte
+}
+
+var (
+	errUnterminated = errors.New("quoted field not terminated")
+	errBareQuote    = errors.New(`bare " in an unquoted field`)
+	errAfterQuote   = errors.New(`extraneous or missing " in a quoted field`)
+)
+
+// record parses the record at data[pos:] (the whole remaining data is
+// available: a record never continues past len(data)). It returns the
+// position after the record and false when only blank or comment lines
+// remained. The fields are in p.fields until the next call.
+func (p *csvParser) record(data []byte, pos int) (int, bool, error) {
+	o := &p.opt
+	for pos < len(data) {
+		c := data[pos]
+		if c == '\n' {
+			pos++
+			continue
+		}
+		if c == '\r' && pos+1 < len(data) && data[pos+1] == '\n' {
+			pos += 2
+			continue
+		}
+		if c == '\r' && pos+1 == len(data) {
+			return len(data), false, nil
+		}
+		if o.comment != 0 && c == o.comment {
+			nl := bytes.IndexByte(data[pos:], '\n')
+			if nl < 0 {
+				return len(data), false, nil
+			}
+			pos += nl + 1
+			continue
+		}
+		break
+	}
+	if pos >= len(data) {
+		return pos, false, nil
+	}
+	p.spans = p.spans[:0]
+	p.scratch = p.scratch[:0]
+	for {
+		if pos < len(data) && data[pos] == o.quote {
+			qs := pos + 1
+			pos = qs
+			escaped := false
+			for {
+				j := bytes.IndexByte(data[pos:], o.quote)
+				if j < 0 {
+					return 0, false, errUnterminated
+				}
+				pos += j
+				if pos+1 < len(data) && data[pos+1] == o.quote {
+					escaped = true
+					pos += 2
+					continue
+				}
+				break
+			}
+			raw := data[qs:pos]
+			pos++ // closing quote
+			if escaped || bytes.IndexByte(raw, '\r') >= 0 {
+				s := len(p.scratch)
+				for i := 0; i < len(raw); i++ {
+					c := raw[i]
+					if c == o.quote {
+						i++ // the doubled quote
+					} else if c == '\r' && i+1 < len(raw) && raw[i+1] == '\n' {
+						continue
+					}
+					p.scratch = append(p.scratch, c)
+				}
+				p.spans = append(p.spans, span{start: s, end: len(p.scratch), scratch: true})
+			} else {
+				p.spans = append(p.spans, span{start: qs, end: qs + len(raw)})
+			}
+			switch {
+			case pos == len(data):
+				return p.done(data, pos), true, nil
+			case data[pos] == o.delim:
+				pos++
+				continue
+			case data[pos] == '\n':
+				return p.done(data, pos+1), true, nil
+			case data[pos] == '\r' && (pos+1 == len(data) || data[pos+1] == '\n'):
+				return p.done(data, min(pos+2, len(data))), true, nil
+			}
+			return 0, false, errAfterQuote
+		}
+		start := pos
+		for pos < len(data) {
+			c := data[pos]
+			if c == o.delim || c == '\n' {
+				break
+			}
+			if c == o.quote {
+				return 0, false, errBareQuote
+			}
+			pos++
+		}
+		end := pos
+		if end > start && data[end-1] == '\r' && (pos == len(data) || data[pos] == '\n') {
+			end--
+		}
+		p.spans = append(p.spans, span{start: start, end: end})
+		if pos == len(data) {
+			return p.done(data, pos), true, nil
+		}
+		if data[pos] == '\n' {
+			return p.done(data, pos+1), true, nil
+		}
+		pos++ // delimiter
+	}
+}
+
+// done materialises p.fields from the spans.
+func (p *csvParser) done(data []byte, pos int) int {
+	p.fields = p.fields[:0]
+	for _, s := range p.spans {
+		if s.scratch {
+			p.fields = append(p.fields, p.scratch[s.start:s.end])
+		} else {
+			p.fields = append(p.fields, data[s.start:s.end])
+		}
+	}
+	return pos
+}
+
+// lastRecordEnd returns the offset just after the last complete record in
+// b, which starts at a record boundary (0 when b holds no complete record).
+func lastRecordEnd(b []byte, quote, comment byte) int {
+	if bytes.IndexByte(b, quote) < 0 {
+		return bytes.LastIndexByte(b, '\n') + 1
+	}
+	inQ, lineStart, last := false, true, 0
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inQ {
+			if c == quote {
+				inQ = false
+			}
+			continue
+		}
+		if lineStart && comment != 0 && c == comment {
+			j := bytes.IndexByte(b[i:], '\n')
+			if j < 0 {
+				break
+			}
+			i += j
+			last = i + 1
+			continue
+		}
+		lineStart = false
+		switch c {
+		case quote:
+			inQ = true
+		case '\n':
+			last, lineStart = i+1, true
+		}
+	}
+	return last
+}
+
+// rowError is a bad record inside a block; the reader turns rec into a
+// record number of the file.
+type rowError struct {
+	rec int
+	err error
+}
+
+func (e *rowError) Error() string { return fmt.Sprintf("record %d: %v", e.rec, e.err) }
+func (e *rowError) Unwrap() error { return e.err }
+
+// blockDecoder turns blocks of whole CSV records into Arrow batches.
+type blockDecoder struct {
+	p      csvParser
+	schema *arrow.Schema
+	fields []Field
+	proj   []int // CSV field index → schema column (-1: skipped)
+	cols   []column
+	rows   int // rows per batch
+}
+
+func newBlockDecoder(opt csvOptions, fields []Field, schema *arrow.Schema, proj []int, rows int) (*blockDecoder, error) {
+	d := &blockDecoder{p: csvParser{opt: opt}, schema: schema, fields: fields, proj: proj, rows: rows}
+	for _, f := range fields {
+		c, err := newColumn(f, min(rows, 1<<16))
+		if err != nil {
+			return nil, err
+		}
+		d.cols = append(d.cols, c)
+	}
+	return d, nil
+}
+
+// decode parses every record of data; it returns the batches and the
+// number of records.
+func (d *blockDecoder) decode(data []byte) ([]arrow.RecordBatch, int, error) {
+	var out []arrow.RecordBatch
+	fail := func(rec int, err error) ([]arrow.RecordBatch, int, error) {
+		for _, b := range out {
+			b.Release()
+		}
+		for _, c := range d.cols {
+			c.finish().Release()
+		}
+		return nil, 0, &rowError{rec: rec, err: err}
+	}
+	recs, pos := 0, 0
+	nulls := &d.p.opt.nulls
+	for {
+		next, ok, err := d.p.record(data, pos)
+		if err != nil {
+			return fail(recs, err)
+		}
+		if !ok {
+			break
+		}
+		pos = next
+		if len(d.p.fields) != len(d.proj) {
+			return fail(recs, fmt.Errorf("%d fields, want %d", len(d.p.fields), len(d.proj)))
+		}
+		for i, v := range d.p.fields {
+			ci := d.proj[i]
+			if ci < 0 {
+				continue
+			}
+			if nulls.is(v) {
+				d.cols[ci].appendNull()
+				continue
+			}
+			if err := d.cols[ci].appendText(v); err != nil {
+				return fail(recs, fmt.Errorf("column %q: %w", d.fields[ci].Name, err))
+			}
+		}
+		recs++
+		if d.cols[0].len() >= d.rows {
+			out = append(out, d.flush())
+		}
+	}
+	if len(d.cols) > 0 && d.cols[0].len() > 0 {
+		out = append(out, d.flush())
+	}
+	return out, recs, nil
+}
+
+func (d *blockDecoder) flush() arrow.RecordBatch {
+	arrs := make([]arrow.Array, len(d.cols))
+	for i, c := range d.cols {
+		arrs[i] = c.finish()
+	}
+	n := int64(arrs[0].Len())
+	b := array.NewRecordBatch(d.schema, arrs, n)
+	for _, a := range arrs {
+		a.Release()
+	}
+	return b
+}
+
+// csvReadPlan is what reading one CSV file needs.
+type csvReadPlan struct {
+	opt       csvOptions
+	fields    []Field
+	schema    *arrow.Schema
+	rows      int // rows per batch
+	blockSize int
+	workers   int
+	progress  func(n int64)
+}
+
+// headerProjection maps the header's names to schema columns.
+func headerProjection(header [][]byte, fields []Field, explicit bool) ([]int, error) {
+	idx := make(map[string]int, len(fields))
+	for i, f := range fields {
+		idx[f.Name] = i
+	}
+	proj := make([]int, len(header))
+	seen := make([]bool, len(fields))
+	for i, h := range header {
+		ci, ok := idx[string(h)]
+		if !ok || seen[ci] {
+			if !explicit {
+				return nil, fmt.Errorf("header column %d %q is not in the inferred schema (files of a glob must share a header)", i+1, h)
+			}
+			proj[i] = -1
+			continue
+		}
+		seen[ci] = true
+		proj[i] = ci
+	}
+	for i, ok := range seen {
+		if !ok {
+			return nil, fmt.Errorf("column %q is not in the header", fields[i].Name)
+		}
+	}
+	return proj, nil
+}
+
+type csvJob struct {
+	data []byte
+	buf  *[]byte
+	res  chan csvResult
+}
+
+type csvResult struct {
+	batches []arrow.RecordBatch
+	recs    int
+	err     error
+}
+
+// readCSV decodes one file: a reader goroutine cuts it into blocks of whole
+// records, workers parse blocks in parallel, and this goroutine emits their
+// batches in file order.
+func readCSV(ctx context.Context, path string, plan *csvReadPlan, explicit bool, emit func(context.Context, arrow.RecordBatch) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+
+	first := make([]byte, 0, plan.blockSize)
+	first, err = fill(f, first, plan.blockSize)
+	if err != nil {
+		return err
+	}
+	plan.progress(int64(len(first)))
+	start := 0
+	var proj []int
+	if plan.opt.header {
+		p := csvParser{opt: plan.opt}
+		for {
+			end := lastRecordEnd(first, plan.opt.quote, plan.opt.comment)
+			if end > 0 || len(first) < cap(first) {
+				break
+			}
+			// A header longer than the block: read more.
+			more := make([]byte, len(first), 2*cap(first))
+			copy(more, first)
+			n := len(more)
+			more, err = fill(f, more, cap(more))
+			if err != nil {
+				return err
+			}
+			plan.progress(int64(len(more) - n))
+			first = more
+		}
+		next, ok, err := p.record(first, 0)
+		if err != nil {
+			return fmt.Errorf("header: %w", err)
+		}
+		if !ok {
+			return nil // an empty file
+		}
+		start = next
+		if proj, err = headerProjection(p.fields, plan.fields, explicit); err != nil {
+			return err
+		}
+	} else {
+		proj = make([]int, len(plan.fields))
+		for i := range proj {
+			proj[i] = i
+		}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pool := sync.Pool{New: func() any { b := make([]byte, 0, plan.blockSize); return &b }}
+	jobs := make(chan *csvJob)
+	pending := make(chan *csvJob, 2*plan.workers)
+	var wg sync.WaitGroup
+	var decErr error
+	decoders := make([]*blockDecoder, plan.workers)
+	for i := range decoders {
+		if decoders[i], decErr = newBlockDecoder(plan.opt, plan.fields, plan.schema, proj, plan.rows); decErr != nil {
+			return decErr
+		}
+	}
+	for _, d := range decoders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				b, n, err := d.decode(j.data)
+				if j.buf != nil {
+					pool.Put(j.buf)
+				}
+				j.res <- csvResult{batches: b, recs: n, err: err}
+			}
+		}()
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(jobs)
+		defer close(pending)
+		send := func(j *csvJob) error {
+			select {
+			case pending <- j:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			select {
+			case jobs <- j:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		readErr <- splitBlocks(ctx, f, first[start:], plan, &pool, send)
+	}()
+
+	recs := 0
+	var runErr error
+	for j := range pending {
+		if runErr != nil {
+			continue // draining after an error
+		}
+		var r csvResult
+		select {
+		case r = <-j.res:
+		case <-ctx.Done():
+			runErr = ctx.Err()
+			cancel()
+			continue
+		}
+		if r.err != nil {
+			var re *rowError
+			if errors.As(r.err, &re) {
+				hdr := 0
+				if plan.opt.header {
+					hdr = 1
+				}
+				r.err = fmt.Errorf("record %d (line %d if no field spans lines): %w", recs+re.rec+1, recs+re.rec+1+hdr, re.err)
+			}
+			runErr = r.err
+			cancel()
+			continue
+		}
+		recs += r.recs
+		for i, b := range r.batches {
+			if runErr == nil {
+				if err := emit(ctx, b); err != nil {
+					runErr = err
+					cancel()
+				}
+			}
+			b.Release()
+			r.batches[i] = nil
+		}
+	}
+	wg.Wait()
+	if err := <-readErr; runErr == nil && err != nil && !errors.Is(err, context.Canceled) {
+		runErr = err
+	}
+	if runErr == nil {
+		runErr = ctx.Err()
+	}
+	return runErr
+}
+
+// fill reads into b up to size bytes (less only at the end of the file).
+func fill(r io.Reader, b []byte, size int) ([]byte, error) {
+	n, err := io.ReadFull(r, b[len(b):size])
+	b = b[:len(b)+n]
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = nil
+	}
+	return b, err
+}
+
+// splitBlocks reads the rest of the file after head and hands out blocks
+// that end at record boundaries.
+func splitBlocks(ctx context.Context, f *os.File, head []byte, plan *csvReadPlan, pool *sync.Pool, send func(*csvJob) error) error {
+	carry := head
+	eof := false
+	for !eof {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		bp := pool.Get().(*[]byte)
+		size := max(plan.blockSize, 2*len(carry))
+		buf := *bp
+		if cap(buf) < size {
+			buf = make([]byte, 0, size)
+		}
+		buf = append(buf[:0], carry...)
+		n0 := len(buf)
+		var err error
+		buf, err = fill(f, buf, size)
+		if err != nil {
+			return err
+		}
+		plan.progress(int64(len(buf) - n0))
+		if len(buf) < size {
+			eof = true
+		}
+		cut := len(buf)
+		if !eof {
+			cut = lastRecordEnd(buf, plan.opt.quote, plan.opt.comment)
+			if cut == 0 {
+				// One record longer than the block: read on with a bigger one.
+				carry = append([]byte(nil), buf...)
+				*bp = buf
+				pool.Put(bp)
+				continue
+			}
+		}
+		// The remainder moves to the next block: copy it before buf is reused.
+		carry = append([]byte(nil), buf[cut:]...)
+		if cut == 0 {
+			*bp = buf
+			pool.Put(bp)
+			continue
+		}
+		*bp = buf
+		if err := send(&csvJob{data: buf[:cut], buf: bp, res: make(chan csvResult, 1)}); err != nil {
+			return err
+		}
+	}
+	if len(carry) > 0 {
+		return send(&csvJob{data: carry, res: make(chan csvResult, 1)})
+	}
+	return nil
+}
+
+// defaultWorkers is the number of CSV parsing goroutines.
+func defaultWorkers() int { return max(1, runtime.GOMAXPROCS(0)) }
