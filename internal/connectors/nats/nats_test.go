@@ -328,11 +328,18 @@ func TestSink(t *testing.T) {
 	})
 	t.Run("creates its stream, then a source reads it", func(t *testing.T) {
 		_, stream := testStream(t, url) // only for a unique name; deleted at cleanup
-		nc, _ := nats.Connect(url)
-		defer nc.Close()
+		nc, err := nats.Connect(url)
+		if err != nil {
+			t.Fatal(err)
+		}
 		js, _ := jetstream.New(nc)
 		own := stream + "_OWN"
-		t.Cleanup(func() { _ = js.DeleteStream(context.Background(), own) })
+		empty := own + "_EMPTY"
+		t.Cleanup(func() {
+			_ = js.DeleteStream(context.Background(), own)
+			_ = js.DeleteStream(context.Background(), empty)
+			nc.Close()
+		})
 		s := buildSink(t, fmt.Sprintf(`{url: %q, subject: "%s.{region}", stream: %s}`, url, strings.ToLower(own), own), "r")
 		if _, err := s.Write(ctx, b); err != nil {
 			t.Fatal(err)
@@ -342,8 +349,6 @@ func TestSink(t *testing.T) {
 		if len(rows) != 3 {
 			t.Fatalf("read back %v, want the 3 rows with a region", rows)
 		}
-		empty := own + "_EMPTY"
-		t.Cleanup(func() { _ = js.DeleteStream(context.Background(), empty) })
 		if rows := drain(t, buildSource(t, fmt.Sprintf(`{url: %q, stream: %s, durable: r, stop_when_idle: true, max_wait: 100ms, create_stream: true}`, url, empty)), nil); len(rows) != 0 {
 			t.Fatalf("a new stream had rows: %v", rows)
 		}
