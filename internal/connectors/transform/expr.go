@@ -1147,13 +1147,14 @@ func (n *logicNode) eval(ctx *evalCtx) (vec, error) {
 		return out, nil
 	}
 	out.nulls = make(nullMask, ctx.n)
+	lb, rb, lm, rm := l.b, r.b, l.nulls, r.nulls
 	for i := range out.b {
-		ln, rn := l.isNull(i), r.isNull(i)
-		lv, rv := !ln && l.b[i], !rn && r.b[i]
+		ln := lm != nil && lm[i]
+		rn := rm != nil && rm[i]
+		lv, rv := !ln && lb[i], !rn && rb[i]
 		if n.and {
 			switch {
 			case !ln && !lv || !rn && !rv:
-				out.b[i] = false
 			case ln || rn:
 				out.nulls[i] = true
 			default:

@@ -272,6 +272,15 @@ func nullsOf(a arrow.Array) nullMask {
 		return nil
 	}
 	m := make(nullMask, a.Len())
+	d := a.Data()
+	if bufs := d.Buffers(); len(bufs) > 0 && bufs[0] != nil {
+		bm, off := bufs[0].Bytes(), d.Offset()
+		for i := range m {
+			j := off + i
+			m[i] = bm[j>>3]&(1<<(j&7)) == 0
+		}
+		return m
+	}
 	for i := range m {
 		m[i] = a.IsNull(i)
 	}
