@@ -264,7 +264,7 @@ func (s *sink) discard() {
 type parquetWriter struct{ w *pqarrow.FileWriter }
 
 func (p *parquetWriter) write(b arrow.RecordBatch) error { return p.w.WriteBuffered(b) }
-func (p *parquetWriter) finish() error                 { return p.w.Close() }
+func (p *parquetWriter) finish() error                   { return p.w.Close() }
 
 // formatter appends column value i as text (the value is not null).
 type formatter func(dst []byte, i int) []byte
