@@ -16,8 +16,9 @@ import (
 	_ "github.com/kilnai/kiln/internal/connectors/file"
 	_ "github.com/kilnai/kiln/internal/connectors/http"
 	_ "github.com/kilnai/kiln/internal/connectors/kiln"
-	_ "github.com/kilnai/kiln/internal/connectors/postgres"
 	_ "github.com/kilnai/kiln/internal/connectors/nats"
+	_ "github.com/kilnai/kiln/internal/connectors/postgres"
+	_ "github.com/kilnai/kiln/internal/connectors/sqlite"
 	_ "github.com/kilnai/kiln/internal/connectors/transform"
 )
 
