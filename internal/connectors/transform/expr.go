@@ -621,7 +621,7 @@ func vectorize(n ast.Node, s *arrow.Schema) (knode, bool) {
 			return nil, false
 		}
 		k := columnKind(s.Field(idx[0]).Type)
-		if k == kNull || k == kTime {
+		if k == kNull {
 			return nil, false
 		}
 		return &colNode{idx: idx[0], k: k}, true
@@ -654,20 +654,16 @@ func vectorize(n ast.Node, s *arrow.Schema) (knode, bool) {
 		}
 		return nil, false
 	case *ast.BuiltinNode:
-		if len(t.Arguments) != 1 {
-			return nil, false
+		if len(t.Arguments) == 1 && (t.Name == "len" || t.Name == "abs") {
+			x, ok := vectorize(t.Arguments[0], s)
+			switch {
+			case ok && t.Name == "len" && x.kind() == kString:
+				return &lenNode{x: x}, true
+			case ok && t.Name == "abs" && numeric(x.kind()):
+				return &absNode{x: x}, true
+			}
 		}
-		x, ok := vectorize(t.Arguments[0], s)
-		if !ok {
-			return nil, false
-		}
-		switch {
-		case t.Name == "len" && x.kind() == kString:
-			return &lenNode{x: x}, true
-		case t.Name == "abs" && numeric(x.kind()):
-			return &absNode{x: x}, true
-		}
-		return nil, false
+		return fold(t)
 	case *ast.ConditionalNode:
 		c, ok := vectorize(t.Cond, s)
 		if !ok || c.kind() != kBool {
@@ -691,7 +687,10 @@ func vectorize(n ast.Node, s *arrow.Schema) (knode, bool) {
 		return &condNode{c: c, a: a, b: b, k: k}, true
 	case *ast.BinaryNode:
 		if t.Operator == "in" {
-			return inList(t, s)
+			if n, ok := inList(t, s); ok {
+				return n, true
+			}
+			return fold(t)
 		}
 		l, ok := vectorize(t.Left, s)
 		if !ok {
@@ -702,6 +701,46 @@ func vectorize(n ast.Node, s *arrow.Schema) (knode, bool) {
 			return nil, false
 		}
 		return binaryNode(t.Operator, l, r)
+	}
+	return fold(n)
+}
+
+// fold evaluates a part of an expression that reads no column (such as
+// date("2025-01-01")) once, as a constant. Parts calling now() are left
+// to the row-by-row path, where they are evaluated per row.
+func fold(n ast.Node) (knode, bool) {
+	pure := true
+	ast.Find(n, func(x ast.Node) bool {
+		switch t := x.(type) {
+		case *ast.IdentifierNode, *ast.PointerNode, *ast.VariableDeclaratorNode, *ast.PredicateNode:
+			pure = false
+		case *ast.BuiltinNode:
+			if t.Name == "now" {
+				pure = false
+			}
+		case *ast.CallNode:
+			pure = false
+		}
+		return false
+	})
+	if !pure {
+		return nil, false
+	}
+	v, err := expr.Eval(n.String(), nil)
+	if err != nil {
+		return nil, false
+	}
+	switch x := v.(type) {
+	case bool:
+		return &constNode{v: vec{kind: kBool, konst: true, b: []bool{x}}}, true
+	case string:
+		return &constNode{v: vec{kind: kString, konst: true, s: []string{x}}}, true
+	case float64:
+		return &constNode{v: vec{kind: kFloat, konst: true, f: []float64{x}}}, true
+	case time.Time:
+		return &constNode{v: vec{kind: kTime, konst: true, t: []time.Time{x}}}, true
+	case int:
+		return &constNode{v: vec{kind: kInt, konst: true, i: []int64{int64(x)}}}, true
 	}
 	return nil, false
 }
@@ -755,7 +794,7 @@ func binaryNode(op string, l, r knode) (knode, bool) {
 			return &cmpNode{op: op, l: l, r: r}, true
 		}
 	case "<", "<=", ">", ">=":
-		if numeric(lk) && numeric(rk) || lk == kString && rk == kString {
+		if numeric(lk) && numeric(rk) || lk == kString && rk == kString || lk == kTime && rk == kTime {
 			return &cmpNode{op: op, l: l, r: r}, true
 		}
 	case "startsWith", "endsWith", "contains":
@@ -1038,6 +1077,13 @@ func (c *colNode) eval(ctx *evalCtx) (vec, error) {
 		v.s = make([]string, ctx.n)
 		for i := range v.s {
 			v.s[i] = col.Value(i)
+		}
+	case *array.Timestamp, *array.Date32, *array.Date64:
+		v.t = make([]time.Time, ctx.n)
+		for i := range v.t {
+			if !a.IsNull(i) {
+				v.t[i] = rowValue(a, i).(time.Time)
+			}
 		}
 	default:
 		var err error
@@ -1377,8 +1423,37 @@ func (n *cmpNode) eval(ctx *evalCtx) (vec, error) {
 	case l.kind == kBool:
 		x, y := boolInts(l), boolInts(r)
 		compare(n.op, x, y, l.konst, r.konst, out.b)
+	case l.kind == kTime:
+		compareTimes(n.op, l, r, out.b)
 	}
 	return out, nil
+}
+
+// compareTimes compares times as expr does (Before, After, Equal).
+func compareTimes(op string, l, r vec, out []bool) {
+	at := func(v vec, i int) time.Time {
+		if v.konst {
+			return v.t[0]
+		}
+		return v.t[i]
+	}
+	for i := range out {
+		a, b := at(l, i), at(r, i)
+		switch op {
+		case "==":
+			out[i] = a.Equal(b)
+		case "!=":
+			out[i] = !a.Equal(b)
+		case "<":
+			out[i] = a.Before(b)
+		case "<=":
+			out[i] = !a.After(b)
+		case ">":
+			out[i] = a.After(b)
+		case ">=":
+			out[i] = !a.Before(b)
+		}
+	}
 }
 
 func boolInts(v vec) []int64 {

@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kilnai/kiln/internal/pipeline"
 )
@@ -16,7 +17,11 @@ func fuzzBatch(t testing.TB) pipeline.Batch {
 		c("s", "x", "", "yy", "x", nil, "zz", "é"),
 		c("p", true, false, nil, true, false, true, false),
 		c("i", int32(3), int32(-3), int32(0), int32(1), int32(2), nil, int32(5)),
+		c("t", day(2024, 1, 2), day(2025, 6, 1), nil, day(1999, 12, 31), day(2024, 1, 2), day(2030, 1, 1), day(2025, 6, 1)),
 	)
+}
+
+func day(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 12, 0, 0, 0, time.UTC)
 }
 
 // norm returns row i of v as a comparable Go value (nil for null).
@@ -108,6 +113,7 @@ var exprSeeds = []string{
 	"len(s) == 2", "abs(a) > 1", "abs(b)", "s in [\"x\", \"zz\"]", "a in [1, 7, -2]", "b in [0.5, 3]", "i in [3, 5.0]",
 	"s startsWith \"x\"", "s endsWith s", "s contains \"y\"", "p ? a : i", "a > 0 ? s : \"neg\"", "p ? b : nil",
 	"(a > 0 ? a : -a) == abs(a)",
+	"t > date(\"2024-06-01\")", "t == t", "date(\"2000-01-01\") <= t and p", "t != nil", "len(\"abc\") + a",
 }
 
 func TestVectorMatchesVM(t *testing.T) {

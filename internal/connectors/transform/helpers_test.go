@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -55,6 +56,8 @@ func mkBatch(t testing.TB, cols ...col) pipeline.Batch {
 				dt = arrow.FixedWidthTypes.Boolean
 			case string:
 				dt = arrow.BinaryTypes.String
+			case time.Time:
+				dt = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
 			default:
 				t.Fatalf("unsupported test value %T", v)
 			}
@@ -81,6 +84,8 @@ func mkBatch(t testing.TB, cols ...col) pipeline.Batch {
 				bb.Append(v.(bool))
 			case *array.StringBuilder:
 				bb.Append(v.(string))
+			case *array.TimestampBuilder:
+				bb.Append(arrow.Timestamp(v.(time.Time).UnixMicro()))
 			}
 		}
 		arrs = append(arrs, b.NewArray())
