@@ -21,7 +21,8 @@ func fuzzBatch(t testing.TB) pipeline.Batch {
 	)
 }
 
-func day(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 12, 0, 0, 0, time.UTC)
+func day(y int, m time.Month, d int) time.Time {
+	return time.Date(y, m, d, 12, 0, 0, 0, time.UTC)
 }
 
 // norm returns row i of v as a comparable Go value (nil for null).
