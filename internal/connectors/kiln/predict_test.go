@@ -60,6 +60,14 @@ func fakeManager(t *testing.T) (*serving.Manager, *inferencetest.Fake) {
 // serveGRPC serves mgr over gRPC on 127.0.0.1:0 and returns the address.
 func serveGRPC(t *testing.T, mgr *serving.Manager) string {
 	t.Helper()
+	addr, _ := serveGRPCStoppable(t, mgr)
+	return addr
+}
+
+// serveGRPCStoppable is serveGRPC that also returns a function stopping
+// the server (idempotent).
+func serveGRPCStoppable(t *testing.T, mgr *serving.Manager) (string, func()) {
+	t.Helper()
 	srv := grpcapi.New(grpcapi.Options{Manager: mgr})
 	srv.SetStarted()
 	gs := grpcapi.NewGRPCServer(0)
@@ -70,11 +78,15 @@ func serveGRPC(t *testing.T, mgr *serving.Manager) string {
 	}
 	done := make(chan error, 1)
 	go func() { done <- gs.Serve(lis) }()
-	t.Cleanup(func() {
-		gs.Stop()
-		<-done
-	})
-	return lis.Addr().String()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			gs.Stop()
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return lis.Addr().String(), stop
 }
 
 type lineage struct {
@@ -298,5 +310,43 @@ func TestPredictBadMappings(t *testing.T) {
 	tr2, _ := buildPredict(t, `{model: m, inputs: {x: [a, "nope*"], k: k}, outputs: {z: o}}`, pipeline.Env{Models: mgr})
 	if _, _, err := tr2.Apply(context.Background(), b); err == nil || !strings.Contains(err.Error(), `no column matches "nope*"`) {
 		t.Errorf("glob matching nothing: err = %v", err)
+	}
+}
+
+func TestPredictRemoteErrors(t *testing.T) {
+	mgr, _ := fakeManager(t)
+	addr := serveGRPC(t, mgr)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := lis.Addr().String()
+	lis.Close()
+	cases := []struct{ remote, model, want string }{
+		{closed, "m", "remote " + closed},
+		{addr, "nope", "NotFound"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.remote+"/"+tc.model, func(t *testing.T) {
+			body := `{model: ` + tc.model + `, remote: "` + tc.remote + `", timeout: 2s, inputs: {x: [a, b], k: k}, outputs: {z: zz}}`
+			_, err := buildPredict(t, body, pipeline.Env{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPredictRemoteServerGone(t *testing.T) {
+	mgr, _ := fakeManager(t)
+	addr, stop := serveGRPCStoppable(t, mgr)
+	tr, err := buildPredict(t, `{model: m, remote: "`+addr+`", timeout: 2s, retries: 1, inputs: {x: [a, b], k: k}, outputs: {z: zz}}`, pipeline.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	out, rej, err := tr.Apply(context.Background(), inputBatch(t, 10, -1))
+	if err != nil || out != nil || len(rej) != 10 || !strings.Contains(rej[0].Err.Error(), "Unavailable") {
+		t.Fatalf("out %v, rejected %d (%v), err %v; want every row rejected as unavailable", out, len(rej), rej, err)
 	}
 }
