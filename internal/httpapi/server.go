@@ -55,6 +55,15 @@ type Options struct {
 	Middleware []func(http.Handler) http.Handler
 	// Pipelines serves /api/v1/pipelines (nil: not served).
 	Pipelines Pipelines
+	// Registry and Artifacts serve the model registry under /api/v1 and
+	// the MLflow-compatible API under /api/2.0/mlflow (nil: not served).
+	Registry  Registry
+	Artifacts Artifacts
+	// MaxUploadSize bounds an artifact upload (default 4 GiB).
+	MaxUploadSize int64
+	// Actor names who makes a registry change (default: the X-Kiln-Actor
+	// header, else "anonymous"); authentication plugs in here.
+	Actor func(*http.Request) string
 }
 
 // Server serves Kiln's HTTP API.
@@ -78,6 +87,9 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxRequestSize <= 0 {
 		opts.MaxRequestSize = 64 << 20
+	}
+	if opts.MaxUploadSize <= 0 {
+		opts.MaxUploadSize = 4 << 30
 	}
 	if opts.ServerName == "" {
 		opts.ServerName = "kiln"
@@ -111,6 +123,7 @@ func New(opts Options) *Server {
 	route("POST /v2/repository/models/{model}/load", "repository_load", s.repoLoad)
 	route("POST /v2/repository/models/{model}/unload", "repository_unload", s.repoUnload)
 	s.registerPipelines(route)
+	s.registerRegistry(route)
 	if opts.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError)}))
 	}
