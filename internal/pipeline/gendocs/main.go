@@ -13,9 +13,13 @@ import (
 
 	"github.com/kilnai/kiln/internal/pipeline"
 	// The built-in connectors (the same set cmd/kiln imports).
+	_ "github.com/kilnai/kiln/internal/connectors/file"
 	_ "github.com/kilnai/kiln/internal/connectors/http"
 	_ "github.com/kilnai/kiln/internal/connectors/kiln"
 	_ "github.com/kilnai/kiln/internal/connectors/nats"
+	_ "github.com/kilnai/kiln/internal/connectors/postgres"
+	_ "github.com/kilnai/kiln/internal/connectors/registry"
+	_ "github.com/kilnai/kiln/internal/connectors/sqlite"
 	_ "github.com/kilnai/kiln/internal/connectors/transform"
 )
 
