@@ -89,6 +89,14 @@ func (s *collectSink) Write(_ context.Context, b pipeline.Batch) ([]pipeline.Row
 
 func (s *collectSink) Close(context.Context, error) error { return nil }
 
+// resetCollected forgets what earlier runs of a test collected (-count).
+func resetCollected(key string) {
+	collected.Lock()
+	defer collected.Unlock()
+	delete(collected.rows, key)
+	delete(collected.rows, key+"-dlq")
+}
+
 func init() {
 	pipeline.RegisterSource(pipeline.SourceSpec{
 		Spec: pipeline.Spec{Name: "transformtest_gen", Config: func() any { return &genConfig{Batches: 4, Rows: 1000} }},
@@ -105,6 +113,7 @@ func init() {
 }
 
 func TestThroughEngine(t *testing.T) {
+	resetCollected(t.Name())
 	spec := fmt.Sprintf(`
 name: transforms
 source:
@@ -172,6 +181,7 @@ settings: {parallelism: 3, batch_size: 500}
 }
 
 func TestDeadLettersThroughEngine(t *testing.T) {
+	resetCollected(t.Name())
 	spec := fmt.Sprintf(`
 source:
   transformtest_gen: {batches: 3, rows: 100}
