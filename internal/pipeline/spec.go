@@ -169,6 +169,9 @@ type parseState struct {
 	lookup LookupFunc
 	vars   map[string]string
 	errs   SpecErrors
+	// failed holds the values whose interpolation failed (already
+	// reported): the components holding them are not decoded further.
+	failed map[ast.Node]bool
 }
 
 func (p *parseState) pos(n ast.Node) Pos {
@@ -450,6 +453,9 @@ func (p *parseState) component(v ast.Node, at ast.Node, kind Kind, stage string)
 	if stage == "on_error" {
 		c.Stage = "on_error." + name
 	}
+	if p.containsFailed(mv.Value) {
+		return Component{}, false
+	}
 	cfg, ok := p.decodeBody(spec, unwrap(mv.Value), mv.Key)
 	if !ok {
 		return Component{}, false
@@ -707,10 +713,28 @@ func (p *parseState) interpolate(root ast.Node) {
 		out, err := p.expand(s.Value)
 		if err != nil {
 			p.errorf(s, "%v", err)
+			if p.failed == nil {
+				p.failed = map[ast.Node]bool{}
+			}
+			p.failed[s] = true
 			return
 		}
 		s.Value = out
 	}), root)
+}
+
+// containsFailed reports whether n holds a value whose interpolation failed.
+func (p *parseState) containsFailed(n ast.Node) bool {
+	if len(p.failed) == 0 || n == nil {
+		return false
+	}
+	found := false
+	ast.Walk(visitFunc(func(c ast.Node) {
+		if p.failed[c] {
+			found = true
+		}
+	}), n)
+	return found
 }
 
 type visitFunc func(ast.Node)
