@@ -451,3 +451,28 @@ func FuzzDecode(f *testing.F) {
 		b.Release()
 	})
 }
+
+// FuzzParseSubject: any subject template parses or fails cleanly; a
+// parsed one renders without wildcards and with its literal parts intact.
+func FuzzParseSubject(f *testing.F) {
+	f.Add("orders.{region}.scored")
+	f.Add("a.{x}{y}.b")
+	f.Add("{")
+	f.Add("a..b}")
+	f.Fuzz(func(t *testing.T, s string) {
+		parts, err := parseSubject(s)
+		if err != nil {
+			return
+		}
+		var lit strings.Builder
+		for _, p := range parts {
+			if p.col == "" && p.lit == "" {
+				t.Fatalf("%q: empty part", s)
+			}
+			lit.WriteString(p.lit)
+		}
+		if strings.ContainsAny(lit.String(), "*> ") {
+			t.Fatalf("%q: literal parts %q hold a wildcard or space", s, lit.String())
+		}
+	})
+}
