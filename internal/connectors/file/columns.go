@@ -239,10 +239,54 @@ func parseIntText(b []byte) (int64, error) {
 	return v, nil
 }
 
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// parseSimpleFloat parses [-+]digits[.digits] with at most 15 digits:
+// the mantissa and the power of ten are exact float64 values, so one
+// division rounds correctly (the fast path strconv also takes).
+func parseSimpleFloat(b []byte) (float64, bool) {
+	i, neg := 0, false
+	if b[0] == '-' || b[0] == '+' {
+		neg = b[0] == '-'
+		i = 1
+	}
+	var mant uint64
+	digits, frac, dot := 0, 0, false
+	for ; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c >= '0' && c <= '9':
+			mant = mant*10 + uint64(c-'0')
+			digits++
+			if dot {
+				frac++
+			}
+		case c == '.' && !dot:
+			dot = true
+		default:
+			return 0, false
+		}
+	}
+	if digits == 0 || digits > 15 {
+		return 0, false
+	}
+	f := float64(mant)
+	if frac > 0 {
+		f /= pow10[frac]
+	}
+	if neg {
+		f = -f
+	}
+	return f, true
+}
+
 // parseFloat parses a float64 from bytes without copying them.
 func parseFloat(b []byte) (float64, bool) {
 	if len(b) == 0 {
 		return 0, false
+	}
+	if f, ok := parseSimpleFloat(b); ok {
+		return f, true
 	}
 	v, err := strconv.ParseFloat(unsafe.String(&b[0], len(b)), 64)
 	if err != nil {
@@ -271,12 +315,76 @@ func parseTime(layout string, b []byte) (int64, error) {
 	return t.UnixMicro(), nil
 }
 
+// daysFromCivil returns the days since 1970-01-01 of a proleptic
+// Gregorian date (Howard Hinnant's algorithm).
+func daysFromCivil(y, m, d int) int {
+	if m <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era = (y - 399) / 400
+	}
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
+}
+
+// fastDate parses YYYY-MM-DD without time.Parse.
+func fastDate(b []byte) (int32, bool) {
+	if len(b) != 10 || b[4] != '-' || b[7] != '-' {
+		return 0, false
+	}
+	num := func(s []byte) (int, bool) {
+		n := 0
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	y, ok1 := num(b[:4])
+	m, ok2 := num(b[5:7])
+	d, ok3 := num(b[8:])
+	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 || d > daysIn(m, y) {
+		return 0, false
+	}
+	return int32(daysFromCivil(y, m, d)), true
+}
+
+func daysIn(m, y int) int {
+	switch m {
+	case 2:
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
 func parseDate(layout string, b []byte) (int32, error) {
+	if layout == layoutDate {
+		if d, ok := fastDate(b); ok {
+			return d, nil
+		}
+	}
 	t, err := time.Parse(layout, string(b))
 	if err != nil {
 		return 0, fmt.Errorf("%q is not a date in layout %q", b, layout)
 	}
-	return int32(t.Unix() / 86400), nil
+	sec := t.Unix()
+	days := sec / 86400
+	if sec%86400 < 0 {
+		days-- // floor for dates before 1970
+	}
+	return int32(days), nil
 }
 
 func jsonInt(x any) (int64, error) {

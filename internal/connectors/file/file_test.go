@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -339,4 +342,21 @@ func show(rows [][]string) string {
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(rows)
 	return strings.TrimSpace(b.String())
+}
+
+func TestFastPathsAgree(t *testing.T) {
+	for _, s := range []string{"0", "-0", "1.5", "123456789012345", "0.1", "-2.675", "+3.14159", "999999999999999", "1.000000000000001", "1e5", ".5", "5.", "-.25", "1.2.3", "", "-", "12345678901234567"} {
+		want, werr := strconv.ParseFloat(s, 64)
+		got, ok := parseFloat([]byte(s))
+		if ok != (werr == nil) || (ok && math.Float64bits(got) != math.Float64bits(want)) {
+			t.Errorf("parseFloat(%q) = %v %v, strconv %v %v", s, got, ok, want, werr)
+		}
+	}
+	for _, s := range []string{"1970-01-01", "2024-02-29", "2023-02-29", "1900-03-01", "0001-01-01", "9999-12-31", "1969-12-31", "2000-13-01", "2000-1-01"} {
+		tm, terr := time.Parse(layoutDate, s)
+		d, ok := fastDate([]byte(s))
+		if ok != (terr == nil) || (ok && int64(d) != tm.Unix()/86400 && tm.Unix() >= 0) || (ok && tm.Unix() < 0 && int64(d) != (tm.Unix()-86399)/86400) {
+			t.Errorf("fastDate(%q) = %d %v, time %v %v", s, d, ok, tm, terr)
+		}
+	}
 }

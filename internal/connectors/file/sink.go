@@ -184,7 +184,16 @@ func (s *sink) open(schema *arrow.Schema) error {
 		s.w = &jsonWriter{w: s.buf, array: s.cfg.Format == formatJSON}
 	case formatParquet:
 		c, _ := codec(s.cfg.Compression)
-		props := parquet.NewWriterProperties(parquet.WithCompression(c), parquet.WithMaxRowGroupLength(int64(s.cfg.RowGroupRows)))
+		// Dictionary encoding pays for strings (categories); for numbers
+		// it mostly costs hashing time and falls back to plain anyway.
+		opts := []parquet.WriterProperty{parquet.WithCompression(c), parquet.WithMaxRowGroupLength(int64(s.cfg.RowGroupRows)),
+			parquet.WithDictionaryDefault(false)}
+		for _, f := range schema.Fields() {
+			if f.Type.ID() == arrow.STRING || f.Type.ID() == arrow.LARGE_STRING {
+				opts = append(opts, parquet.WithDictionaryFor(f.Name, true))
+			}
+		}
+		props := parquet.NewWriterProperties(opts...)
 		pw, err := pqarrow.NewFileWriter(schema, s.buf, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 		if err != nil {
 			s.discard()

@@ -1,0 +1,95 @@
+package file
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kilnai/kiln/internal/pipeline"
+)
+
+// benchCSV writes rows of 8 mixed columns (ints, floats, short strings, a
+// bool, a date) like the pipeline benchmark's input.
+func benchCSV(b *testing.B, rows int) (string, int64) {
+	b.Helper()
+	p := filepath.Join(b.TempDir(), "bench.csv")
+	f, err := os.Create(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	countries := []string{"NL", "DE", "FR", "BE", "US", "GB", "ES", "IT"}
+	fmt.Fprintln(w, "id,age,income,score,country,segment,active,signup")
+	for i := range rows {
+		fmt.Fprintf(w, "%d,%d,%d.%02d,%.4f,%s,seg-%d,%t,2024-%02d-%02d\n",
+			i, 18+i%70, 20000+i%90000, i%100, float64(i%1000)/7, countries[i%len(countries)], i%13, i%3 == 0, 1+i%12, 1+i%28)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	st, _ := os.Stat(p)
+	return p, st.Size()
+}
+
+func BenchmarkCSVRead(b *testing.B) {
+	const rows = 1_000_000
+	path, size := benchCSV(b, rows)
+	cfg := defaultSourceConfig()
+	cfg.Path = path
+	b.SetBytes(size)
+	b.ResetTimer()
+	for range b.N {
+		src, err := newSource(cfg, pipeline.Env{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := int64(0)
+		if err := src.Read(context.Background(), func(_ context.Context, bt pipeline.Batch, _ pipeline.AckFunc) error {
+			n += bt.NumRows()
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if n != rows {
+			b.Fatalf("%d rows", n)
+		}
+	}
+	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+func BenchmarkCSVToParquet(b *testing.B) {
+	const rows = 1_000_000
+	path, size := benchCSV(b, rows)
+	out := filepath.Join(b.TempDir(), "out.parquet")
+	b.SetBytes(size)
+	b.ResetTimer()
+	for range b.N {
+		cfg := defaultSourceConfig()
+		cfg.Path = path
+		src, err := newSource(cfg, pipeline.Env{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sc := defaultSinkConfig()
+		sc.Path = out
+		snk, err := newSink(sc, pipeline.Env{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		err = src.Read(context.Background(), func(ctx context.Context, bt pipeline.Batch, _ pipeline.AckFunc) error {
+			_, err := snk.Write(ctx, bt)
+			return err
+		})
+		if cerr := snk.Close(context.Background(), err); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
