@@ -200,9 +200,13 @@ func wantErr(t *testing.T, err, sentinel error) {
 	}
 }
 
-func hi(v float64) registry.Metric { return registry.Metric{Value: v, Direction: registry.HigherIsBetter} }
-func lo(v float64) registry.Metric { return registry.Metric{Value: v, Direction: registry.LowerIsBetter} }
-func ptr[T any](v T) *T            { return &v }
+func hi(v float64) registry.Metric {
+	return registry.Metric{Value: v, Direction: registry.HigherIsBetter}
+}
+func lo(v float64) registry.Metric {
+	return registry.Metric{Value: v, Direction: registry.LowerIsBetter}
+}
+func ptr[T any](v T) *T { return &v }
 
 func testModels(t *testing.T, e *env) {
 	m, err := e.svc.CreateModel(e.ctx, "alice", registry.CreateModelInput{
@@ -236,9 +240,15 @@ func testModels(t *testing.T, e *env) {
 			err  error
 			want error
 		}{
-			{"duplicate", func() error { _, err := e.svc.CreateModel(e.ctx, "x", registry.CreateModelInput{Name: "churn"}); return err }(), registry.ErrAlreadyExists},
+			{"duplicate", func() error {
+				_, err := e.svc.CreateModel(e.ctx, "x", registry.CreateModelInput{Name: "churn"})
+				return err
+			}(), registry.ErrAlreadyExists},
 			{"empty name", func() error { _, err := e.svc.CreateModel(e.ctx, "x", registry.CreateModelInput{Name: ""}); return err }(), registry.ErrInvalid},
-			{"slash", func() error { _, err := e.svc.CreateModel(e.ctx, "x", registry.CreateModelInput{Name: "a/b"}); return err }(), registry.ErrInvalid},
+			{"slash", func() error {
+				_, err := e.svc.CreateModel(e.ctx, "x", registry.CreateModelInput{Name: "a/b"})
+				return err
+			}(), registry.ErrInvalid},
 			{"too long", func() error {
 				_, err := e.svc.CreateModel(e.ctx, "x", registry.CreateModelInput{Name: strings.Repeat("a", 257)})
 				return err
@@ -340,11 +350,11 @@ func testVersions(t *testing.T, e *env) {
 			Inputs:  []registry.TensorSpec{{Name: "x", Datatype: "FP32", Shape: []int64{-1, 4}}},
 			Outputs: []registry.TensorSpec{{Name: "y", Datatype: "FP32", Shape: []int64{-1, 3}}},
 		},
-		Metrics:     map[string]registry.Metric{"accuracy": hi(0.93), "latency_ms": lo(4.5)},
-		Params:      map[string]string{"epochs": "20", "lr": "0.01"},
-		Tags:        map[string]string{"git": "abc123"},
-		Lineage:     registry.Lineage{PipelineRunID: "run-7", DatasetDigests: []string{"sha256:aa", "sha256:bb"}},
-		Source:      "s3://bucket/model", RunID: "r1", RunLink: "http://mlflow/r1",
+		Metrics: map[string]registry.Metric{"accuracy": hi(0.93), "latency_ms": lo(4.5)},
+		Params:  map[string]string{"epochs": "20", "lr": "0.01"},
+		Tags:    map[string]string{"git": "abc123"},
+		Lineage: registry.Lineage{PipelineRunID: "run-7", DatasetDigests: []string{"sha256:aa", "sha256:bb"}},
+		Source:  "s3://bucket/model", RunID: "r1", RunLink: "http://mlflow/r1",
 		Description: "first",
 	}
 	v, created, err := e.svc.CreateVersion(e.ctx, "bob", in)
