@@ -218,6 +218,7 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 	}
 	order := &jsonbatch.KeyOrder{}
 	rows := 0
+	warned := false
 	for {
 		msgs, err := s.fetch(ctx, cons)
 		if err != nil {
@@ -258,6 +259,10 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 		}
 		if schema == nil {
 			schema = jsonbatch.Infer(recs, order.Keys)
+		} else if !warned && len(s.cfg.Schema) == 0 && len(order.Keys) > schema.NumFields() {
+			warned = true
+			s.log.Warn("nats source: messages have keys that were not in the first fetch; they are dropped (set schema to keep them)",
+				"keys", order.Keys[schema.NumFields():])
 		}
 		b, err := jsonbatch.Build(nil, schema, recs, rows)
 		if err != nil {
