@@ -42,13 +42,22 @@ func runDistributed(ctx context.Context, plan *pipeline.Plan, eng *pipeline.Engi
 	})
 }
 
+// readOnlyRuns lets a worker's task runs read earlier runs (for
+// settings.params_from_run) without recording themselves: the submitter
+// records the distributed run as a whole, and a redelivered task would
+// record the same task run twice.
+type readOnlyRuns struct{ pipeline.RunStore }
+
+func (readOnlyRuns) CreateRun(context.Context, *pipeline.RunRecord) error { return nil }
+func (readOnlyRuns) UpdateRun(context.Context, *pipeline.RunRecord) error { return nil }
+
 func newWorker() *cobra.Command {
 	var (
+		sf          storeFlags
 		natsURL     string
 		queue       string
 		concurrency int
 		modelRepo   string
-		dataDir     string
 		name        string
 		logLevel    string
 		ackWait     time.Duration
@@ -69,7 +78,12 @@ interrupted (SIGINT/SIGTERM give running tasks back to the queue).`,
 			if concurrency < 1 {
 				return &exitError{2, fmt.Errorf("--concurrency %d: want at least 1", concurrency)}
 			}
-			eng := &pipeline.Engine{Logger: log, DataDir: dataDir}
+			store, err := sf.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			eng := &pipeline.Engine{Logger: log, DataDir: sf.dataDir, Runs: readOnlyRuns{store}}
 			if modelRepo != "" {
 				mgr, stop, err := startModels(ctx, modelRepo, log)
 				if err != nil {
@@ -78,7 +92,7 @@ interrupted (SIGINT/SIGTERM give running tasks back to the queue).`,
 				defer stop()
 				eng.Models = mgr
 			}
-			err := distributed.Work(ctx, distributed.WorkerOptions{
+			err = distributed.Work(ctx, distributed.WorkerOptions{
 				URL:         natsURL,
 				Queue:       distributed.Queue{Name: queue, AckWait: ackWait, MaxDeliver: maxDeliver},
 				Runner:      eng,
@@ -97,7 +111,7 @@ interrupted (SIGINT/SIGTERM give running tasks back to the queue).`,
 	f.StringVar(&queue, "queue", queueFromEnv(), "work queue name, the same as the submitter's (env KILN_QUEUE)")
 	f.IntVar(&concurrency, "concurrency", 1, "tasks run at once")
 	f.StringVar(&modelRepo, "model-repository", os.Getenv("KILN_MODEL_REPOSITORY"), "load this model repository in-process so predict steps run here (env KILN_MODEL_REPOSITORY)")
-	f.StringVar(&dataDir, "data-dir", envOr("KILN_DATA_DIR", "data"), "Kiln's data directory (env KILN_DATA_DIR)")
+	sf.bind(cmd)
 	f.StringVar(&name, "name", "", "worker name in task results and logs (default host:pid)")
 	f.StringVar(&logLevel, "log-level", envOr("KILN_LOG_LEVEL", "info"), "debug, info, warn or error")
 	f.DurationVar(&ackWait, "ack-wait", distributed.DefaultAckWait, "a task not acknowledged or heart-beaten for this long is redelivered (applies when this worker creates the queue)")
