@@ -43,7 +43,7 @@ func main() {
 
 func mainErr(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: duckdb run|check|version ...")
+		return errors.New("usage: duckdb run|check|version [arguments]")
 	}
 	switch args[0] {
 	case "run":
