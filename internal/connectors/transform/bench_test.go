@@ -93,3 +93,8 @@ func BenchmarkHash(b *testing.B) {
 	in := benchBatch(b)
 	benchApply(b, build(b, "hash", "{columns: [country], salt: 0123456789abcdef}"), in)
 }
+
+func BenchmarkFilterRowByRow(b *testing.B) {
+	in := benchBatch(b)
+	benchApply(b, build(b, "filter", `'country matches "^[A-F]" and amount > 0'`), in)
+}

@@ -251,6 +251,24 @@ func rowValue(a arrow.Array, i int) any {
 	return nil
 }
 
+// getter returns a function reading row i of a (not null) as the Go
+// value zeroOf describes, with the column's type resolved once.
+func getter(a arrow.Array) func(i int) any {
+	switch c := a.(type) {
+	case *array.Int64:
+		v := c.Int64Values()
+		return func(i int) any { return int(v[i]) }
+	case *array.Float64:
+		v := c.Float64Values()
+		return func(i int) any { return v[i] }
+	case *array.String:
+		return func(i int) any { return c.Value(i) }
+	case *array.Boolean:
+		return func(i int) any { return c.Value(i) }
+	}
+	return func(i int) any { return rowValue(a, i) }
+}
+
 // result is an evaluated expression over a batch.
 type result struct {
 	v   vec
@@ -283,15 +301,27 @@ func (b *boundExpr) evalRows(in pipeline.Batch) (result, error) {
 	vals := make([]any, n)
 	var rej []pipeline.RowError
 	nulls := make(nullMask, n)
+	type ref struct {
+		name string
+		get  func(i int) any
+		col  arrow.Array
+	}
+	var refs []ref
+	for _, c := range b.cols {
+		if c.ref {
+			a := in.Column(c.idx)
+			refs = append(refs, ref{name: c.name, get: getter(a), col: a})
+		}
+	}
 	for i := range n {
 		readsNull := false
-		for _, c := range b.cols {
-			if !c.ref {
+		for _, r := range refs {
+			if r.col.IsNull(i) {
+				readsNull = true
+				env[r.name] = nil
 				continue
 			}
-			v := rowValue(in.Column(c.idx), i)
-			readsNull = readsNull || v == nil
-			env[c.name] = v
+			env[r.name] = r.get(i)
 		}
 		out, err := machine.Run(b.prog, env)
 		if err != nil {
