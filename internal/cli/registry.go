@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,6 +43,7 @@ type (
 			Digest string `json:"digest"`
 			Size   int64  `json:"size"`
 			Format string `json:"format"`
+			Kind   string `json:"kind"`
 		} `json:"artifact"`
 		Source    string               `json:"source"`
 		Metrics   map[string]regMetric `json:"metrics"`
@@ -153,6 +155,9 @@ func newRegistry() *cobra.Command {
 			digest, size, err := cl.uploadArtifact(ctx, args[1])
 			if err != nil {
 				return err
+			}
+			if format == "" {
+				format = guessFormat(args[1])
 			}
 			req := map[string]any{
 				"artifact": map[string]any{"digest": digest, "format": format},
@@ -490,7 +495,16 @@ func newRegistry() *cobra.Command {
 			if output == "" {
 				return &exitError{2, errors.New("-o/--output is required (- for stdout)")}
 			}
-			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, c().base+p+"/artifact", nil)
+			var v regVersionView
+			if err := c().registryCall(cmd.Context(), http.MethodGet, p, hdr(), nil, &v); err != nil {
+				return err
+			}
+			if v.Artifact.Kind == "directory" {
+				p += "/artifact?format=tar"
+			} else {
+				p += "/artifact"
+			}
+			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, c().base+p, nil)
 			if err != nil {
 				return err
 			}
@@ -595,4 +609,20 @@ func fstr(s *string) string {
 		return "-"
 	}
 	return *s
+}
+
+// guessFormat names a model file's format from its extension ("" if
+// unknown or a directory).
+func guessFormat(path string) string {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".onnx":
+		return "onnx"
+	case ".pt", ".torchscript":
+		return "torchscript"
+	case ".ubj":
+		return "xgboost"
+	case ".py":
+		return "python"
+	}
+	return ""
 }

@@ -98,6 +98,11 @@ func mlflowStatusOf(err error) (int, string) {
 	}
 }
 
+// mlflowText is an error whose message is MLflow's own wording.
+type mlflowText string
+
+func (m mlflowText) Error() string { return string(m) }
+
 func (s *Server) mlflowFail(w http.ResponseWriter, r *http.Request, err error) {
 	code, name := mlflowStatusOf(err)
 	if code >= 500 {
@@ -283,7 +288,7 @@ func (s *Server) mlCreateModel(w http.ResponseWriter, r *http.Request) {
 	m, err := s.opts.Registry.CreateModel(r.Context(), s.actor(r), registry.CreateModelInput{Name: in.Name, Description: in.Description, Tags: tags})
 	if err != nil {
 		if errors.Is(err, registry.ErrAlreadyExists) {
-			err = fmt.Errorf("%w: Registered Model (name=%s) already exists", registry.ErrAlreadyExists, in.Name)
+			err = &markedError{err: mlflowText(fmt.Sprintf("Registered Model (name=%s) already exists", in.Name)), mark: registry.ErrAlreadyExists}
 		}
 		s.mlflowFail(w, r, err)
 		return
@@ -351,7 +356,7 @@ func (s *Server) mlDeleteModel(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.opts.Registry.DeleteModel(r.Context(), s.actor(r), in.Name); err != nil {
 		if errors.Is(err, registry.ErrPreconditionFailed) {
-			err = fmt.Errorf("%w: %w", errInUse, err)
+			err = inUse(err)
 		}
 		s.mlflowFail(w, r, err)
 		return
@@ -544,7 +549,7 @@ func (s *Server) mlGetAlias(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := s.opts.Registry.VersionByAlias(ctx, in.Name, in.Alias)
 	if errors.Is(err, registry.ErrNotFound) {
-		err = fmt.Errorf("%w: Registered model alias %s not found.", errMLflowAliasNotFound, in.Alias)
+		err = &markedError{err: mlflowText(fmt.Sprintf("Registered model alias %s not found.", in.Alias)), mark: errMLflowAliasNotFound}
 	}
 	if err != nil {
 		s.mlflowFail(w, r, err)
@@ -755,7 +760,7 @@ func (s *Server) mlDeleteVersion(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.opts.Registry.DeleteVersion(r.Context(), s.actor(r), in.Name, n); err != nil {
 		if errors.Is(err, registry.ErrPreconditionFailed) {
-			err = fmt.Errorf("%w: %w", errInUse, err)
+			err = inUse(err)
 		}
 		s.mlflowFail(w, r, err)
 		return
@@ -801,7 +806,7 @@ func (s *Server) mlTransition(w http.ResponseWriter, r *http.Request) {
 	}
 	st, err := registry.ParseStage(in.Stage)
 	if err != nil || strings.EqualFold(in.Stage, "dev") || strings.EqualFold(in.Stage, "prod") {
-		s.mlflowFail(w, r, fmt.Errorf("%w: Invalid Model Version stage: %s. Value must be one of None, Staging, Production, Archived.", errMLflowInvalid, in.Stage))
+		s.mlflowFail(w, r, fmt.Errorf("%w: Invalid Model Version stage: %s. Value must be one of None, Staging, Production, Archived", errMLflowInvalid, in.Stage))
 		return
 	}
 	if in.ArchiveExistingVersions.V && st != registry.StageStaging && st != registry.StageProduction {

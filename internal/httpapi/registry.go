@@ -103,6 +103,18 @@ func (s *Server) actor(r *http.Request) string {
 // served (409 rather than the 412 of a failed gate).
 var errInUse = errors.New("in use")
 
+// inUse marks err (a refused delete) with errInUse, keeping its message.
+func inUse(err error) error { return &markedError{err: err, mark: errInUse} }
+
+// markedError is err with an extra sentinel for errors.Is and the same
+// message.
+type markedError struct {
+	err, mark error
+}
+
+func (e *markedError) Error() string   { return e.err.Error() }
+func (e *markedError) Unwrap() []error { return []error{e.mark, e.err} }
+
 // decodeRegistryJSON decodes a required, strict JSON body of at most 1 MiB.
 func decodeRegistryJSON(r *http.Request, v any) error {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
@@ -252,7 +264,7 @@ func (s *Server) regUpdateModel(w http.ResponseWriter, r *http.Request) {
 func (s *Server) regDeleteModel(w http.ResponseWriter, r *http.Request) {
 	if err := s.opts.Registry.DeleteModel(r.Context(), s.actor(r), r.PathValue("model")); err != nil {
 		if errors.Is(err, registry.ErrPreconditionFailed) {
-			err = fmt.Errorf("%w: %w", errInUse, err)
+			err = inUse(err)
 		}
 		s.registryFail(w, r, err)
 		return
@@ -478,7 +490,7 @@ func (s *Server) regDeleteVersion(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.opts.Registry.DeleteVersion(r.Context(), s.actor(r), r.PathValue("model"), n); err != nil {
 		if errors.Is(err, registry.ErrPreconditionFailed) {
-			err = fmt.Errorf("%w: %w", errInUse, err)
+			err = inUse(err)
 		}
 		s.registryFail(w, r, err)
 		return
@@ -563,7 +575,7 @@ func (s *Server) regSetAlias(w http.ResponseWriter, r *http.Request) {
 	a, err := s.opts.Registry.SetAlias(ctx, s.actor(r), registry.SetAliasInput{Model: model, Alias: r.PathValue("alias"), Version: in.Version, ExpectedVersion: in.ExpectedVersion, Reason: in.Reason})
 	if err != nil {
 		if in.ExpectedVersion != nil && errors.Is(err, registry.ErrConflict) {
-			err = fmt.Errorf("%w: %w", registry.ErrPreconditionFailed, err)
+			err = &markedError{err: err, mark: registry.ErrPreconditionFailed}
 		}
 		s.registryFail(w, r, err)
 		return
@@ -597,7 +609,7 @@ func (s *Server) regDeleteAlias(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.opts.Registry.DeleteAlias(r.Context(), s.actor(r), in); err != nil {
 		if in.ExpectedVersion != nil && errors.Is(err, registry.ErrConflict) {
-			err = fmt.Errorf("%w: %w", registry.ErrPreconditionFailed, err)
+			err = &markedError{err: err, mark: registry.ErrPreconditionFailed}
 		}
 		s.registryFail(w, r, err)
 		return
