@@ -89,6 +89,9 @@ func (f Field) String() string {
 }
 
 func quoteKey(k string) string {
+	if strings.ContainsRune(k, '`') {
+		return `"` + strings.ReplaceAll(strings.ReplaceAll(k, `\`, `\\`), `"`, `""`) + `"`
+	}
 	for _, r := range k {
 		if !isIdentRune(r) {
 			return "`" + k + "`"
@@ -245,7 +248,9 @@ func (c *Cond) String() string {
 	return c.Field.String() + " " + c.Op.String() + " " + v
 }
 
-func quoteString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+func quoteString(s string) string {
+	return "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", "''") + "'"
+}
 
 // ParseFilter parses a search filter for target. An empty (or all-space)
 // filter returns nil. Errors wrap ErrInvalid and name the offset.
@@ -706,7 +711,7 @@ func (p *filterParser) value(c *Cond, attr attribute, name string, v *token, inL
 		switch v.kind {
 		case tokNumber:
 			ms, err := strconv.ParseInt(v.text, 10, 64)
-			if err != nil || ms < 0 || ms > 1<<50 {
+			if err != nil || ms < 0 || ms > 253402300799999 { // up to 9999-12-31
 				return fmt.Errorf("%w: filter: %s wants milliseconds since the epoch or an RFC 3339 time at offset %d, got %q", ErrInvalid, name, v.off, v.text)
 			}
 			c.Time = time.UnixMilli(ms).UTC()

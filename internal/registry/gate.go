@@ -355,7 +355,7 @@ func (p *gateParser) unary() (gateNode, error) {
 			p.pos++
 			m := p.peek()
 			if m == nil || m.kind != 'i' {
-				return gateNode{}, fmt.Errorf("expected a metric name after %q.", t.text)
+				return gateNode{}, fmt.Errorf("expected a metric name after \"%s.\"", t.text)
 			}
 			p.pos++
 			if !t.quote && (t.text == "candidate" || t.text == "this") {

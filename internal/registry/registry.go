@@ -329,7 +329,7 @@ func ValidateKey(kind, key string) error {
 		return fmt.Errorf("%w: %s key is %d bytes long, the limit is %d", ErrInvalid, kind, len(key), MaxTagKeyLen)
 	}
 	if !keyRE.MatchString(key) {
-		return fmt.Errorf("%w: %s key %q may hold only letters, digits, spaces and _ - . / :", ErrInvalid, kind, key)
+		return fmt.Errorf("%w: %s key %q may hold only letters, digits, spaces, '_', '-', '.', '/' and ':'", ErrInvalid, kind, key)
 	}
 	return nil
 }
