@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"slices"
 	"strconv"
@@ -262,6 +263,13 @@ type predictT struct {
 	mu   sync.Mutex
 	seen map[string]bool // model versions reported to lineage
 }
+
+var (
+	_ pipeline.Transform = (*predictT)(nil)
+	_ io.Closer          = (*predictT)(nil)
+	_ backend            = (*local)(nil)
+	_ backend            = (*remote)(nil)
+)
 
 // Close closes the connection of a remote predict.
 func (t *predictT) Close() error { return t.be.close() }

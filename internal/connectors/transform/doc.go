@@ -18,6 +18,8 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+
+	"github.com/kilnai/kiln/internal/pipeline"
 )
 
 // decodeMapForm decodes a component body that has a long form (a mapping
@@ -122,3 +124,22 @@ func orderedKeys[V any](m map[string]V, order []string) []string {
 func stageErr(name string, err error) error {
 	return fmt.Errorf("%s: %w", name, err)
 }
+
+// Compile-time checks of the contract.
+var (
+	_ pipeline.Transform = (*selectT)(nil)
+	_ pipeline.Transform = (*renameT)(nil)
+	_ pipeline.Transform = (*castT)(nil)
+	_ pipeline.Transform = (*filterT)(nil)
+	_ pipeline.Transform = (*deriveT)(nil)
+	_ pipeline.Transform = (*fillNullT)(nil)
+	_ pipeline.Transform = (*scaleT)(nil)
+	_ pipeline.Transform = (*oneHotT)(nil)
+	_ pipeline.Transform = (*bucketizeT)(nil)
+	_ pipeline.Transform = (*hashT)(nil)
+	_ pipeline.Transform = (*maskT)(nil)
+	_ pipeline.Transform = (*dedupeT)(nil)
+	_ pipeline.Ordered   = (*dedupeT)(nil)
+	_ pipeline.Transform = (*sampleT)(nil)
+	_ pipeline.Transform = (*splitT)(nil)
+)
