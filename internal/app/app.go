@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 
+	"github.com/kilnai/kiln/internal/artifact"
 	"github.com/kilnai/kiln/internal/catalog"
 	"github.com/kilnai/kiln/internal/config"
 	"github.com/kilnai/kiln/internal/grpcapi"
@@ -26,6 +27,8 @@ import (
 	"github.com/kilnai/kiln/internal/inference"
 	"github.com/kilnai/kiln/internal/pipeline"
 	"github.com/kilnai/kiln/internal/pipeline/runstore"
+	"github.com/kilnai/kiln/internal/registry"
+	"github.com/kilnai/kiln/internal/registry/sqlstore"
 	"github.com/kilnai/kiln/internal/serving"
 	"github.com/kilnai/kiln/internal/serving/respcache"
 )
@@ -50,6 +53,9 @@ type App struct {
 	grpcAddr string
 	runs     *runstore.Store
 	pipes    *pipeline.Service
+	regStore *sqlstore.Store
+	blobs    *artifact.Store
+	registry *registry.Service
 }
 
 // New wires a server from cfg. It opens listeners (so a port conflict
@@ -96,9 +102,15 @@ func New(cfg config.Server, log *slog.Logger) (*App, error) {
 	if err := a.openPipelines(); err != nil {
 		return nil, err
 	}
+	if err := a.openRegistry(); err != nil {
+		return nil, err
+	}
 	if cfg.HTTP != "" {
 		a.http = httpapi.New(httpapi.Options{
 			Pipelines:      a.pipelines(),
+			Registry:       a.registryAPI(),
+			Artifacts:      a.artifactsAPI(),
+			MaxUploadSize:  int64(cfg.MaxUploadSize),
 			Manager:        mgr,
 			Logger:         log.With("component", "http"),
 			Gatherer:       reg,
@@ -249,6 +261,11 @@ func (a *App) Run(ctx context.Context) error {
 			runErr = errors.Join(runErr, fmt.Errorf("pipeline run store: %w", err))
 		}
 	}
+	if a.regStore != nil {
+		if err := a.regStore.Close(); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("registry: %w", err))
+		}
+	}
 	if err := a.manager.Close(sctx); err != nil {
 		runErr = errors.Join(runErr, err)
 	}
@@ -288,4 +305,50 @@ func (a *App) pipelines() httpapi.Pipelines {
 		return nil
 	}
 	return a.pipes
+}
+
+// openRegistry opens the artifact store (<data dir>/blobs) and the model
+// registry (the registry setting, else SQLite at <data dir>/registry.db).
+// Without a data dir, the registry is not served.
+func (a *App) openRegistry() error {
+	if a.cfg.DataDir == "" {
+		return nil
+	}
+	blobs, err := artifact.Open(filepath.Join(a.cfg.DataDir, "blobs"), a.log.With("component", "artifacts"))
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	dsn := a.cfg.Registry
+	if dsn == "" {
+		dsn = "sqlite:" + filepath.Join(a.cfg.DataDir, "registry.db")
+	}
+	store, err := sqlstore.Open(context.Background(), dsn, a.log.With("component", "registry"))
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	a.blobs, a.regStore = blobs, store
+	a.registry = registry.NewService(store, registry.Options{Blobs: blobChecker{blobs}, Logger: a.log.With("component", "registry")})
+	return nil
+}
+
+// blobChecker lets the registry refuse versions whose blob is missing.
+type blobChecker struct{ s *artifact.Store }
+
+func (b blobChecker) Has(ctx context.Context, digest string) (bool, error) {
+	return b.s.Has(ctx, artifact.Digest(digest))
+}
+
+// registryAPI and artifactsAPI are nil (routes left out) without a registry.
+func (a *App) registryAPI() httpapi.Registry {
+	if a.registry == nil {
+		return nil
+	}
+	return a.registry
+}
+
+func (a *App) artifactsAPI() httpapi.Artifacts {
+	if a.blobs == nil {
+		return nil
+	}
+	return a.blobs
 }
