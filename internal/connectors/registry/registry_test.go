@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/kilnai/kiln/internal/pipeline"
+	kreg "github.com/kilnai/kiln/internal/registry"
+	"github.com/kilnai/kiln/internal/registry/sqlstore"
 )
 
 var testSchema = arrow.NewSchema([]arrow.Field{
@@ -204,6 +207,29 @@ func pgDSN(t *testing.T) string {
 	return dsn + sep + "search_path=" + schema
 }
 
+// registerVersion registers model with versions up to version in the
+// registry database at dsn.
+func registerVersion(t *testing.T, dsn, model string, version int64) *kreg.Service {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlstore.Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	svc := kreg.NewService(st, kreg.Options{})
+	if _, err := svc.CreateModel(ctx, "test", kreg.CreateModelInput{Name: model}); err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(1); i <= version; i++ {
+		in := kreg.CreateVersionInput{Model: model, Artifact: kreg.Artifact{Digest: "sha256:" + strings.Repeat(fmt.Sprintf("%x", i%16), 64), Size: 1}}
+		if _, _, err := svc.CreateVersion(ctx, "test", in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return svc
+}
+
 type lineage struct{ used []string }
 
 func (l *lineage) UsedModel(name, version string) { l.used = append(l.used, name+"@"+version) }
@@ -220,6 +246,7 @@ func TestSinkRecords(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dsn := dsnFor(t)
 			ctx := context.Background()
+			svc := registerVersion(t, dsn, "churn", 3)
 			body := fmt.Sprintf(`{model: churn, version: 3, dataset: customers, role: training, registry: %q}`, dsn)
 			cfg, err := pipeline.DecodeComponent(pipeline.KindSink, "registry", []byte(body), func(string) (string, bool) { return "", false })
 			if err != nil {
@@ -269,6 +296,25 @@ func TestSinkRecords(t *testing.T) {
 			if fmt.Sprint(lin.used) != "[churn@3 churn@3]" {
 				t.Errorf("lineage %v", lin.used)
 			}
+			v, err := svc.GetVersion(ctx, "churn", 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{"kiln.dataset.training": "customers", "kiln.dataset.training.digest": ds[0].Digest,
+				"kiln.dataset.training.rows": "3", "kiln.dataset.training.run": "run-2"}
+			for k, w := range want {
+				if v.Tags[k] != w {
+					t.Errorf("tag %s = %q, want %q (tags %v)", k, v.Tags[k], w, v.Tags)
+				}
+			}
+			other := fmt.Sprintf(`{model: churn, version: 4, dataset: customers, registry: %q}`, dsn)
+			cfg4, err := pipeline.DecodeComponent(pipeline.KindSink, "registry", []byte(other), func(string) (string, bool) { return "", false })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := newSink(ctx, cfg4.(*SinkConfig), pipeline.Env{}); !errors.Is(err, kreg.ErrNotFound) {
+				t.Fatalf("an unregistered version: err = %v, want not found", err)
+			}
 		})
 	}
 }
@@ -296,7 +342,9 @@ func TestSinkErrors(t *testing.T) {
 		}
 	})
 	t.Run("schema change between batches", func(t *testing.T) {
-		cfg := &SinkConfig{Model: "m", Version: 1, Dataset: "d", Role: "training", Digest: "unordered", Registry: "sqlite:" + filepath.Join(t.TempDir(), "r.db")}
+		dsn := "sqlite:" + filepath.Join(t.TempDir(), "r.db")
+		registerVersion(t, dsn, "m", 1)
+		cfg := &SinkConfig{Model: "m", Version: 1, Dataset: "d", Role: "training", Digest: "unordered", Registry: dsn}
 		s, err := newSink(context.Background(), cfg, pipeline.Env{})
 		if err != nil {
 			t.Fatal(err)

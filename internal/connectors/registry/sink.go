@@ -1,8 +1,10 @@
 // Package registry provides the pipeline's `registry` sink: it computes a
 // digest and a feature profile of the rows a run writes and records them
-// for a model version (which dataset trained, validated or scored it), in
-// the registry database, and reports the version as the run's lineage. It
-// registers itself in init().
+// for a registered model version (which dataset trained, validated or
+// scored it): the full record (profile included) in the registry
+// database's pipeline_datasets table, a summary as tags of the version
+// (kiln.dataset.ROLE = name, .digest, .rows, .run), and the version in the
+// run's lineage. It registers itself in init().
 //
 // The digest is "sha256:<hex>" over the rows in a canonical encoding (each
 // row as a JSON object with keys in column order, the schema's names and
@@ -29,18 +31,22 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kilnai/kiln/internal/pipeline"
+	kreg "github.com/kilnai/kiln/internal/registry"
+	"github.com/kilnai/kiln/internal/registry/sqlstore"
 )
 
 func init() {
 	pipeline.RegisterSink(pipeline.SinkSpec{
 		Spec: pipeline.Spec{
 			Name: "registry",
-			Summary: "record a digest and a feature profile of the rows written for a model version (its training, " +
-				"validation or scoring dataset) in the registry database, and link the run to that version (lineage); " +
-				"see the package documentation for the digest's canonical form and the profile's statistics",
+			Summary: "record a digest and a feature profile of the rows written for a registered model version (its training, " +
+				"validation or scoring dataset) in the registry database, tag the version with the dataset's name, digest, rows " +
+				"and run, and link the run to the version (lineage); see docs/streams.md for the digest's canonical form and the " +
+				"profile's statistics",
 			Config: func() any { return &SinkConfig{Role: "training", Profile: true, Digest: "unordered"} },
 			Examples: []string{
 				"{model: churn, version: 3, dataset: customers-2026-11, role: training}",
@@ -59,7 +65,7 @@ var roles = []string{"training", "validation", "test", "scoring"}
 // SinkConfig configures the registry sink.
 type SinkConfig struct {
 	Model    string `yaml:"model" required:"true" doc:"registered model name"`
-	Version  int64  `yaml:"version" required:"true" doc:"model version number"`
+	Version  int64  `yaml:"version" required:"true" doc:"model version number (it must exist when the run starts)"`
 	Dataset  string `yaml:"dataset" required:"true" doc:"name of the dataset (for example customers-2026-11)"`
 	Role     string `yaml:"role" doc:"what the data is to the version: training, validation, test or scoring"`
 	Profile  bool   `yaml:"profile" doc:"compute the feature profile (per-column statistics); false records the digest only"`
@@ -88,13 +94,22 @@ func (c *SinkConfig) Validate() error {
 	return nil
 }
 
+// versions is what the sink needs of the model registry
+// (*registry.Service).
+type versions interface {
+	GetVersion(ctx context.Context, model string, version int64) (kreg.ModelVersion, error)
+	UpdateVersion(ctx context.Context, actor, model string, version int64, upd kreg.VersionUpdate) (kreg.ModelVersion, error)
+}
+
 type sink struct {
-	cfg   *SinkConfig
-	env   pipeline.Env
-	log   *slog.Logger
-	store *Store
-	prof  *profiler
-	dig   *digester
+	cfg      *SinkConfig
+	env      pipeline.Env
+	log      *slog.Logger
+	store    *Store
+	reg      versions
+	regStore interface{ Close() error }
+	prof     *profiler
+	dig      *digester
 }
 
 var _ pipeline.Sink = (*sink)(nil)
@@ -104,19 +119,42 @@ func newSink(ctx context.Context, cfg *SinkConfig, env pipeline.Env) (*sink, err
 	if dsn == "" {
 		dsn = "sqlite:" + filepath.Join(env.DataDir, "registry.db")
 	}
-	st, err := OpenStore(ctx, dsn)
-	if err != nil {
-		return nil, err
-	}
 	log := env.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &sink{cfg: cfg, env: env, log: log, store: st, dig: newDigester(cfg.Digest == "ordered")}
+	if !validDSN(dsn) {
+		return nil, fmt.Errorf("registry sink: unsupported database %q (want sqlite:PATH or postgres://...)", redact(dsn))
+	}
+	rs, err := sqlstore.Open(ctx, dsn, log)
+	if err != nil {
+		return nil, fmt.Errorf("registry sink: %w", err)
+	}
+	svc := kreg.NewService(rs, kreg.Options{Logger: log})
+	if _, err := svc.GetVersion(ctx, cfg.Model, cfg.Version); err != nil {
+		rs.Close()
+		return nil, fmt.Errorf("registry sink: model %s version %d: %w", cfg.Model, cfg.Version, err)
+	}
+	st, err := OpenStore(ctx, dsn)
+	if err != nil {
+		rs.Close()
+		return nil, err
+	}
+	s := &sink{cfg: cfg, env: env, log: log, store: st, reg: svc, regStore: rs, dig: newDigester(cfg.Digest == "ordered")}
 	if cfg.Profile {
 		s.prof = &profiler{}
 	}
 	return s, nil
+}
+
+// validDSN accepts the registry setting's forms: postgres:// (or
+// postgresql://) URLs, sqlite:PATH, or a plain path.
+func validDSN(dsn string) bool {
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"), strings.HasPrefix(dsn, "sqlite:"):
+		return true
+	}
+	return dsn != "" && !strings.Contains(dsn, "://")
 }
 
 // Write folds the batch into the digest and the profile.
@@ -142,6 +180,7 @@ func (s *sink) Write(_ context.Context, b pipeline.Batch) ([]pipeline.RowError, 
 // nothing.
 func (s *sink) Close(ctx context.Context, runErr error) error {
 	defer s.store.Close()
+	defer s.regStore.Close()
 	if runErr != nil {
 		return nil
 	}
@@ -155,6 +194,21 @@ func (s *sink) Close(ctx context.Context, runErr error) error {
 	}
 	if err := s.store.Record(ctx, d); err != nil {
 		return err
+	}
+	prefix := "kiln.dataset." + s.cfg.Role
+	tags := map[string]string{
+		prefix:             s.cfg.Dataset,
+		prefix + ".digest": d.Digest,
+		prefix + ".rows":   strconv.FormatInt(d.Rows, 10),
+		prefix + ".run":    s.env.RunID,
+	}
+	if s.env.Task != "" {
+		// A task's part of the data: the tags name the last task recorded;
+		// pipeline_datasets holds every task's record.
+		tags[prefix+".task"] = s.env.Task
+	}
+	if _, err := s.reg.UpdateVersion(ctx, "pipeline "+s.env.RunID, s.cfg.Model, s.cfg.Version, kreg.VersionUpdate{SetTags: tags}); err != nil {
+		return fmt.Errorf("registry sink: tagging model %s version %d: %w", s.cfg.Model, s.cfg.Version, err)
 	}
 	if s.env.Lineage != nil {
 		s.env.Lineage.UsedModel(s.cfg.Model, strconv.FormatInt(s.cfg.Version, 10))
