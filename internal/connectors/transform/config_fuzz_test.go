@@ -26,6 +26,7 @@ func FuzzTransformConfig(f *testing.F) {
 	f.Add("rename", "{columns: {a: b}, x: y}")
 	f.Add("cast", "{on_invalid: null}")
 	f.Add("derive", "!!map {a: b}")
+	in := mkBatch(f, c("age", 1, nil, 30), c("country", "FR", "DE", nil), c("income", 1.5, 2.5, nil), c("email", "a@b.c", nil, "x"))
 	f.Fuzz(func(t *testing.T, name, body string) {
 		if len(body) > 512 {
 			return
@@ -37,7 +38,6 @@ func FuzzTransformConfig(f *testing.F) {
 		if err != nil {
 			return
 		}
-		in := mkBatch(t, c("age", 1, nil, 30), c("country", "FR", "DE", nil), c("income", 1.5, 2.5, nil), c("email", "a@b.c", nil, "x"))
 		if f, ok := tr.(pipeline.Fitter); ok && f.NeedsFit() {
 			if f.Fit(context.Background(), in) != nil || f.FitDone(context.Background()) != nil {
 				return

@@ -54,12 +54,11 @@ func norm(v vec, i int) any {
 
 // checkPaths evaluates src both column-wise and row by row and compares
 // the rows whose inputs are not null and that neither path rejected.
-func checkPaths(t *testing.T, src string) {
+func checkPaths(t *testing.T, in pipeline.Batch, src string) {
 	e, err := NewExpression(src)
 	if err != nil {
 		return
 	}
-	in := fuzzBatch(t)
 	b, err := e.bind(in.Schema())
 	if err != nil || b.root == nil {
 		return
@@ -131,7 +130,7 @@ func TestVectorMatchesVM(t *testing.T) {
 			if b.root == nil {
 				t.Fatalf("%q should run column-wise", src)
 			}
-			checkPaths(t, src)
+			checkPaths(t, fuzzBatch(t), src)
 		})
 	}
 }
@@ -144,10 +143,11 @@ func FuzzExpression(f *testing.F) {
 	}
 	f.Add("len(s) > 1 and s matches \"^x\"")
 	f.Add("a ?? 0")
+	in := fuzzBatch(f)
 	f.Fuzz(func(t *testing.T, src string) {
 		if len(src) > 256 {
 			return
 		}
-		checkPaths(t, src)
+		checkPaths(t, in, src)
 	})
 }
