@@ -178,7 +178,7 @@ func TestKilnSpecParses(t *testing.T) {
 	if strings.Join(names, ",") != "filter,standardize,one_hot" {
 		t.Fatalf("transforms %v", names)
 	}
-	for _, want := range []string{`path: "in dir/data.csv"`, "compression: snappy", "row_group_rows: 122880", `layout: "2006-01-02T15:04:05"`} {
+	for _, want := range []string{`path: "in dir/data.csv"`, "compression: snappy", "row_group_rows: 122880", `null_values: [""]`, `layout: "2006-01-02T15:04:05"`} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("spec lacks %q", want)
 		}

@@ -58,7 +58,10 @@ func WriteKilnSpec(w io.Writer, p kilnPaths) error {
 	b.WriteString("name: pipebench\n")
 	b.WriteString("source:\n  file:\n")
 	fmt.Fprintf(&b, "    path: %s\n", yamlString(p.Input))
-	b.WriteString("    format: csv\n    header: true\n    schema:\n")
+	// Only an empty field is null, as for DuckDB (nullstr '') and pandas
+	// (na_filter=False): Kiln's default also reads NA, N/A, NULL and null
+	// as null, and the note column holds the word "null" now and then.
+	b.WriteString("    format: csv\n    header: true\n    null_values: [\"\"]\n    schema:\n")
 	for _, c := range Schema {
 		fmt.Fprintf(&b, "      - {name: %s, type: %s", c.Name, c.Kiln)
 		if c.Kiln == "timestamp" {
