@@ -34,10 +34,10 @@ func registryStatusOf(err error) (int, string) {
 		return http.StatusNotFound, "NOT_FOUND"
 	case errors.Is(err, registry.ErrAlreadyExists):
 		return http.StatusConflict, "ALREADY_EXISTS"
-	case errors.Is(err, registry.ErrConflict):
-		return http.StatusConflict, "CONFLICT"
 	case errors.Is(err, registry.ErrPreconditionFailed):
 		return http.StatusPreconditionFailed, "PRECONDITION_FAILED"
+	case errors.Is(err, registry.ErrConflict):
+		return http.StatusConflict, "CONFLICT"
 	case errors.Is(err, registry.ErrInvalid), errors.Is(err, ErrBadRequest), errors.Is(err, errMLflowBadRequest),
 		errors.Is(err, errMLflowInvalid), errors.Is(err, artifact.ErrInvalid), errors.Is(err, artifact.ErrDigestMismatch):
 		return http.StatusBadRequest, "INVALID_ARGUMENT"
