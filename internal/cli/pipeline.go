@@ -255,6 +255,18 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
+// roundDuration keeps three significant digits or so (1.23s, 45ms, 310µs).
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	default:
+		return d.Round(time.Microsecond)
+	}
+}
+
 func printSummary(w io.Writer, r *pipeline.RunRecord) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "STAGE\tROWS IN\tROWS OUT\tREJECTED\tBYTES\tTIME\t")
@@ -263,7 +275,7 @@ func printSummary(w io.Writer, r *pipeline.RunRecord) {
 		if s.Stage == "source" {
 			in = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t\n", s.Stage+" ("+s.Component+")", in, s.RowsOut, s.RowsRejected, humanBytes(s.Bytes), s.Duration.Round(time.Millisecond))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t\n", s.Stage+" ("+s.Component+")", in, s.RowsOut, s.RowsRejected, humanBytes(s.Bytes), roundDuration(s.Duration))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "run %s %s in %s: %d rows in, %d out, %d rejected\n", r.ID, r.Status, r.Duration.Round(time.Millisecond), r.RowsIn, r.RowsOut, r.RowsRejected)

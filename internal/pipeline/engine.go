@@ -311,7 +311,7 @@ func (e *Engine) run(ctx context.Context, plan *Plan, env Env, rec *RunRecord, o
 			}
 		}
 	}
-	if err := e.fit(ctx, plan, env, b, log); err != nil {
+	if err := e.fit(ctx, plan, env, b, opts, log); err != nil {
 		if cw != nil {
 			_ = cw.Close(closeCtx, err)
 		}
@@ -431,7 +431,7 @@ func (e *Engine) loadParams(ctx context.Context, plan *Plan, ts []Transform) err
 // is read once per such transform, through fresh instances of the
 // transforms before it (so stateful transforms such as dedupe start clean
 // in the main pass) and the already fitted ones.
-func (e *Engine) fit(ctx context.Context, plan *Plan, env Env, b *built, log *slog.Logger) error {
+func (e *Engine) fit(ctx context.Context, plan *Plan, env Env, b *built, opts RunOptions, log *slog.Logger) error {
 	for j, t := range b.transforms {
 		f, ok := t.(Fitter)
 		if !ok || !f.NeedsFit() {
@@ -453,45 +453,18 @@ func (e *Engine) fit(ctx context.Context, plan *Plan, env Env, b *built, log *sl
 			}
 			chain[i] = fresh
 		}
-		err := b.source.Read(ctx, func(ctx context.Context, in Batch, ack AckFunc) error {
-			in.Retain()
-			cur := in
-			defer func() {
-				if cur != nil {
-					cur.Release()
-				}
-			}()
-			for _, ct := range chain {
-				out, _, err := ct.Apply(ctx, cur)
-				if err != nil {
-					if ack != nil {
-						_ = ack(ctx, err)
-					}
-					return err
-				}
-				if out != cur {
-					cur.Release()
-				}
-				cur = out
-				if cur == nil {
-					break
-				}
-			}
-			if cur != nil && cur.NumRows() > 0 {
-				if err := f.Fit(ctx, cur); err != nil {
-					if ack != nil {
-						_ = ack(ctx, err)
-					}
-					return fmt.Errorf("%s: fit: %w", plan.Transforms[j].Stage, err)
-				}
-			}
-			if ack != nil {
-				return ack(ctx, nil)
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("fitting pass of %s: %w", plan.Transforms[j].Stage, err)
+		// The pass runs on the engine itself (parallel workers, bounded
+		// memory, progress) with the fitter as its only sink; rejected rows
+		// are left for the main pass to report.
+		stage := plan.Transforms[j].Stage
+		fitPlan := *plan
+		fitPlan.Name = plan.Name + " (fitting " + stage + ")"
+		fitPlan.Transforms = plan.Transforms[:j]
+		fitPlan.Sinks = []Component{{Kind: KindSink, Name: "fit", Stage: "fit." + stage}}
+		fitPlan.OnError = nil
+		fitPlan.Policy = policyDrop
+		if _, err := e.execute(ctx, &fitPlan, env, b.source, chain, []Sink{fitSink{f: f, stage: stage}}, nil, nil, plan.Source.Name, opts, log); err != nil {
+			return fmt.Errorf("fitting pass of %s: %w", stage, err)
 		}
 		if err := f.FitDone(ctx); err != nil {
 			return fmt.Errorf("%s: %w", plan.Transforms[j].Stage, err)
@@ -499,6 +472,24 @@ func (e *Engine) fit(ctx context.Context, plan *Plan, env Env, b *built, log *sl
 	}
 	return nil
 }
+
+// policyDrop drops rejected rows silently (fitting passes).
+const policyDrop = "drop"
+
+// fitSink feeds a fitting pass's batches to the Fitter.
+type fitSink struct {
+	f     Fitter
+	stage string
+}
+
+func (s fitSink) Write(ctx context.Context, b Batch) ([]RowError, error) {
+	if err := s.f.Fit(ctx, b); err != nil {
+		return nil, fmt.Errorf("fit: %w", err)
+	}
+	return nil, nil
+}
+
+func (fitSink) Close(context.Context, error) error { return nil }
 
 // stage counters, updated atomically.
 type counters struct {
@@ -923,6 +914,9 @@ const maxRejectWarnings = 5
 // rejected handles rows a stage refused: to the dead-letter sink, logged
 // and dropped, or stop the run (policy stop). false means the run stops.
 func (r *runner) rejected(it *item, in Batch, rej []RowError, stage string) bool {
+	if r.plan.Policy == policyDrop {
+		return true
+	}
 	if r.plan.Policy == PolicyStop {
 		r.fail(fmt.Errorf("%s rejected %d rows (on_error policy stop); row %d: %w", stage, len(rej), rej[0].Row, rej[0].Err))
 		return false
