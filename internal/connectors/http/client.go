@@ -101,7 +101,8 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 		if s < 0 {
 			return 0, false
 		}
-		return time.Duration(s) * time.Second, true
+		// The caller caps the wait; keep huge values from overflowing.
+		return time.Duration(min(s, 1<<31)) * time.Second, true
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		return max(t.Sub(now), 0), true

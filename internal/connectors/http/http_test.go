@@ -550,3 +550,16 @@ func FuzzNextLink(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRetryAfter: any Retry-After value parses to a non-negative wait or
+// is rejected.
+func FuzzRetryAfter(f *testing.F) {
+	f.Add("120")
+	f.Add("Wed, 21 Oct 2015 07:28:00 GMT")
+	f.Add("-5")
+	f.Fuzz(func(t *testing.T, v string) {
+		if d, ok := retryAfter(v, time.Now()); ok && d < 0 {
+			t.Fatalf("%q: negative wait %v", v, d)
+		}
+	})
+}
