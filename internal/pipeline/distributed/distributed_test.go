@@ -340,3 +340,49 @@ func TestRetryDelay(t *testing.T) {
 		}
 	}
 }
+
+// slowRunner makes every task outlast the ack wait and counts runs.
+type slowRunner struct {
+	inner Runner
+	d     time.Duration
+	mu    sync.Mutex
+	runs  map[string]int
+}
+
+func (s *slowRunner) Run(ctx context.Context, plan *pipeline.Plan, o pipeline.RunOptions) (*pipeline.RunRecord, error) {
+	s.mu.Lock()
+	s.runs[o.Task.ID]++
+	s.mu.Unlock()
+	select {
+	case <-time.After(s.d):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.inner.Run(ctx, plan, o)
+}
+
+// Heart-beats keep a task that runs longer than the ack wait from being
+// delivered to another worker.
+func TestHeartbeatsKeepLongTasks(t *testing.T) {
+	url := natsURL(t)
+	q := testQueue(t, url)
+	q.AckWait = time.Second
+	slow := &slowRunner{inner: &pipeline.Engine{}, d: 2500 * time.Millisecond, runs: map[string]int{}}
+	startWorkers(t, url, q, 3, func(int) Runner { return slow }) // an idle worker would take a redelivered task
+	plan, text := parse(t, "{parts: 2, rows: 5}", "slow")
+	var progress strings.Builder
+	if _, err := Submit(context.Background(), plan, SubmitOptions{URL: url, Queue: q, Spec: text, Progress: &progress}); err != nil {
+		t.Fatal(err)
+	}
+	checkRows(t, "slow", 10)
+	slow.mu.Lock()
+	defer slow.mu.Unlock()
+	for id, n := range slow.runs {
+		if n != 1 {
+			t.Errorf("task %s ran %d times", id, n)
+		}
+	}
+	if strings.Count(progress.String(), "(attempt 1,") != 2 {
+		t.Errorf("progress:\n%s", progress.String())
+	}
+}
