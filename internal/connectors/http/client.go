@@ -15,7 +15,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -70,10 +74,61 @@ func newClient(rc RetryConfig, log *slog.Logger) *retryablehttp.Client {
 // every request).
 type retryLogger struct{ l *slog.Logger }
 
-func (r retryLogger) Error(msg string, kv ...any) { r.l.Warn("http: "+msg, kv...) }
-func (r retryLogger) Info(msg string, kv ...any)  { r.l.Debug("http: "+msg, kv...) }
-func (r retryLogger) Debug(msg string, kv ...any) { r.l.Debug("http: "+msg, kv...) }
-func (r retryLogger) Warn(msg string, kv ...any)  { r.l.Debug("http: "+msg, kv...) }
+func (r retryLogger) Error(msg string, kv ...any) { r.l.Warn("http: "+msg, scrub(kv)...) }
+func (r retryLogger) Info(msg string, kv ...any)  { r.l.Debug("http: "+msg, scrub(kv)...) }
+func (r retryLogger) Debug(msg string, kv ...any) { r.l.Debug("http: "+msg, scrub(kv)...) }
+func (r retryLogger) Warn(msg string, kv ...any)  { r.l.Debug("http: "+msg, scrub(kv)...) }
+
+var urlRE = regexp.MustCompile(`https?://[^\s"]+`)
+
+// scrub replaces URLs in log values by their safe form.
+func scrub(kv []any) []any {
+	out := make([]any, len(kv))
+	for i, v := range kv {
+		switch t := v.(type) {
+		case string:
+			out[i] = urlRE.ReplaceAllStringFunc(t, func(m string) string {
+				u, err := url.Parse(m)
+				if err != nil {
+					return "<url>"
+				}
+				return safeURL(u)
+			})
+		case error:
+			out[i] = scrub([]any{t.Error()})[0]
+		default:
+			out[i] = v
+		}
+	}
+	return out
+}
+
+// safeURL shows a URL without credentials or query values (API keys are
+// often query parameters): https://host/path?key=…&page=…
+func safeURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	c.Fragment, c.RawFragment = "", ""
+	if c.RawQuery != "" {
+		var names []string
+		for k := range c.Query() {
+			names = append(names, k+"=…")
+		}
+		sort.Strings(names)
+		c.RawQuery = ""
+		return c.String() + "?" + strings.Join(names, "&")
+	}
+	return c.String()
+}
+
+// requestError is err without the URL a *url.Error would print.
+func requestError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
 
 // backoff is exponential with "equal jitter" (a random wait between half
 // and all of min·2^n), honouring Retry-After (seconds or an HTTP date) on
@@ -121,15 +176,15 @@ func do(ctx context.Context, c *retryablehttp.Client, req *retryablehttp.Request
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
-		return nil, nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.Redacted(), err)
+		return nil, nil, fmt.Errorf("%s %s: %w", req.Method, safeURL(req.URL), requestError(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s: reading the response: %w", req.Method, req.URL.Redacted(), err)
+		return nil, nil, fmt.Errorf("%s %s: reading the response: %w", req.Method, safeURL(req.URL), err)
 	}
 	if len(body) > maxBody {
-		return nil, nil, fmt.Errorf("%s %s: response larger than %d bytes", req.Method, req.URL.Redacted(), maxBody)
+		return nil, nil, fmt.Errorf("%s %s: response larger than %d bytes", req.Method, safeURL(req.URL), maxBody)
 	}
 	return resp, body, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -562,4 +563,34 @@ func FuzzRetryAfter(f *testing.F) {
 			t.Fatalf("%q: negative wait %v", v, d)
 		}
 	})
+}
+
+// TestSecretsStayOutOfErrors: query values (API keys) and credentials in
+// URLs never appear in error messages.
+func TestSecretsStayOutOfErrors(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusForbidden)
+	}))
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	defer srv.Close()
+	for _, u := range []string{srv.URL + "/x?api_key=topsecret", strings.Replace(deadURL, "http://", "http://user:topsecret@", 1) + "/y?token=topsecret"} {
+		_, _, err := readAll(t, decodeSource(t, `{url: "`+u+`", retries: 1, retry_wait_min: 1ms, retry_wait_max: 1ms}`))
+		if err == nil || strings.Contains(err.Error(), "topsecret") || !strings.Contains(err.Error(), "=…") {
+			t.Errorf("err = %v", err)
+		}
+	}
+	if got := safeURL(mustURL(t, "https://u:p@h/p?b=2&a=1#f")); got != "https://h/p?a=…&b=…" {
+		t.Errorf("safeURL = %q", got)
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

@@ -122,12 +122,12 @@ func (s *sink) Write(ctx context.Context, b pipeline.Batch) ([]pipeline.RowError
 		switch {
 		case slices.Contains(s.cfg.SuccessCodes, resp.StatusCode):
 		case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests:
-			rerr := fmt.Errorf("http sink: %s %s refused the rows: status %d: %s", s.cfg.Method, req.URL.Redacted(), resp.StatusCode, snippet(body))
+			rerr := fmt.Errorf("http sink: %s %s refused the rows: status %d: %s", s.cfg.Method, safeURL(req.URL), resp.StatusCode, snippet(body))
 			for r := start; r < end; r++ {
 				rej = append(rej, pipeline.RowError{Row: r, Err: rerr})
 			}
 		default:
-			return nil, fmt.Errorf("http sink: %s %s: status %d after %d retries: %s", s.cfg.Method, req.URL.Redacted(), resp.StatusCode, s.cfg.Retries, snippet(body))
+			return nil, fmt.Errorf("http sink: %s %s: status %d after %d retries: %s", s.cfg.Method, safeURL(req.URL), resp.StatusCode, s.cfg.Retries, snippet(body))
 		}
 	}
 	return rej, nil

@@ -332,7 +332,7 @@ func (s *source) fetch(ctx context.Context, target, cursor string, number int, o
 	if err != nil {
 		return nil, fmt.Errorf("http source: %w", err)
 	}
-	where := fmt.Sprintf("http source: %s %s", s.cfg.Method, u.Redacted())
+	where := fmt.Sprintf("http source: %s %s", s.cfg.Method, safeURL(u))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, fmt.Errorf("%s: status %d: %s", where, resp.StatusCode, snippet(data))
 	}
