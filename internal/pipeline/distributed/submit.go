@@ -209,7 +209,7 @@ func submit(ctx context.Context, plan *pipeline.Plan, o SubmitOptions, q Queue, 
 	}
 	log.Info("distributed run queued", "tasks", len(tasks), "subject", subject)
 	if o.Progress != nil {
-		fmt.Fprintf(o.Progress, "run %s: %d tasks queued on %s; waiting for workers (kiln worker --nats %s --queue %s)\n", rec.ID, len(tasks), subject, o.URL, q.Name)
+		fmt.Fprintf(o.Progress, "run %s: %d tasks queued on %s; waiting for workers (kiln worker --nats %s --queue %s)\n", rec.ID, len(tasks), subject, redactURLs(o.URL), q.Name)
 	}
 
 	done := map[string]*pipeline.RunRecord{}
