@@ -307,6 +307,15 @@ type csvReadPlan struct {
 	progress  func(n int64)
 }
 
+// headerName is the column name of header field i: its text, or col_N
+// when it is empty.
+func headerName(i int, h []byte) string {
+	if len(h) == 0 {
+		return fmt.Sprintf("col_%d", i+1)
+	}
+	return string(h)
+}
+
 // headerProjection maps the header's names to schema columns.
 func headerProjection(header [][]byte, fields []Field, explicit bool) ([]int, error) {
 	idx := make(map[string]int, len(fields))
@@ -316,7 +325,7 @@ func headerProjection(header [][]byte, fields []Field, explicit bool) ([]int, er
 	proj := make([]int, len(header))
 	seen := make([]bool, len(fields))
 	for i, h := range header {
-		ci, ok := idx[string(h)]
+		ci, ok := idx[headerName(i, h)]
 		if !ok || seen[ci] {
 			if !explicit {
 				return nil, fmt.Errorf("header column %d %q is not in the inferred schema (files of a glob must share a header)", i+1, h)
@@ -368,8 +377,13 @@ func readCSV(ctx context.Context, path string, plan *csvReadPlan, explicit bool,
 	if plan.opt.header {
 		p := csvParser{opt: plan.opt}
 		for {
+			// Read on until the header record ends inside the buffer (or
+			// the file ends).
+			if len(first) < cap(first) {
+				break
+			}
 			end := lastRecordEnd(first, plan.opt.quote, plan.opt.comment)
-			if end > 0 || len(first) < cap(first) {
+			if next, ok, err := p.record(first, 0); err == nil && ok && end > 0 && next <= end {
 				break
 			}
 			// A header longer than the block: read more.

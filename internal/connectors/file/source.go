@@ -346,7 +346,7 @@ func sampleCSV(paths []string, opt csvOptions, n int) ([]Field, error) {
 				if opt.header {
 					names = make([]string, len(p.fields))
 					for i, h := range p.fields {
-						names[i] = string(h)
+						names[i] = headerName(i, h)
 					}
 				} else {
 					for i := range p.fields {
@@ -414,6 +414,7 @@ func uniqueNames(names []string) error {
 func readHead(f *os.File, n int) ([]byte, error) {
 	r := bufio.NewReaderSize(f, 1<<16)
 	var out []byte
+	eof := false
 	for lines := 0; lines <= n+1 && len(out) < 64<<20; lines++ {
 		line, err := r.ReadSlice('\n')
 		out = append(out, line...)
@@ -422,19 +423,18 @@ func readHead(f *os.File, n int) ([]byte, error) {
 			continue
 		}
 		if err == io.EOF {
+			eof = true
 			break
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
-	// Cut at the last complete record so that a quoted field is never split.
-	if end := lastRecordEnd(out, '"', 0); end > 0 && end < len(out) {
-		if _, err := f.Seek(0, io.SeekEnd); err == nil {
-			return out[:end], nil
-		}
+	if eof {
+		return out, nil
 	}
-	return out, nil
+	// Cut at the last complete record so that a quoted field is never split.
+	return out[:lastRecordEnd(out, '"', 0)], nil
 }
 
 // Fingerprint identifies the input: for every file its path, size,

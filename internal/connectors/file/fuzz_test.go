@@ -1,0 +1,159 @@
+package file
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/kilnai/kiln/internal/pipeline"
+)
+
+// parseAll splits data into records with Kiln's parser.
+func parseAll(data []byte, opt csvOptions) ([][]string, error) {
+	p := csvParser{opt: opt}
+	var out [][]string
+	pos := 0
+	for {
+		next, ok, err := p.record(data, pos)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return out, nil
+		}
+		pos = next
+		rec := make([]string, len(p.fields))
+		for i, f := range p.fields {
+			rec[i] = string(f)
+		}
+		out = append(out, rec)
+	}
+}
+
+// FuzzCSVParser checks the record parser against encoding/csv on every
+// input encoding/csv accepts, whole and cut into blocks at the record
+// boundaries the block reader would choose.
+func FuzzCSVParser(f *testing.F) {
+	for _, s := range []string{
+		"a,b\n1,2\n", "\"q,\"\"x\"\"\",y\r\n", "a\n\n\nb\r\n", "x,\"multi\nline\"\n,\n", "#c\n1,2\n",
+		"\"\"\n", "a,\"b\r\nc\",d", "é,世界\n", "a\rb,c\n", "1,2\r",
+	} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, comment bool) {
+		r := csv.NewReader(bytes.NewReader(data))
+		r.FieldsPerRecord = -1
+		opt := csvOptions{delim: ',', quote: '"'}
+		if comment {
+			r.Comment = '#'
+			opt.comment = '#'
+		}
+		var want [][]string
+		for {
+			rec, err := r.Read()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return // not valid CSV for the reference: only crashes matter
+			}
+			want = append(want, rec)
+		}
+		got, err := parseAll(data, opt)
+		if err != nil {
+			t.Fatalf("kiln rejected valid CSV %q: %v", data, err)
+		}
+		if len(want) == 0 && len(got) == 0 {
+			return
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("input %q\nkiln     %q\nencoding %q", data, got, want)
+		}
+		// Cut where the block reader would: the parts parse to the same.
+		if cut := lastRecordEnd(data, '"', opt.comment); cut > 0 && cut < len(data) {
+			a, err1 := parseAll(data[:cut], opt)
+			b, err2 := parseAll(data[cut:], opt)
+			if err1 != nil || err2 != nil || !reflect.DeepEqual(append(a, b...), got) {
+				t.Fatalf("input %q cut at %d: %q + %q (%v %v), want %q", data, cut, a, b, err1, err2, got)
+			}
+		}
+	})
+}
+
+// FuzzInferAndDecode: whatever schema inference concludes from a small
+// file (which it samples whole), decoding the file with it succeeds, with
+// every row.
+func FuzzInferAndDecode(f *testing.F) {
+	for _, s := range []string{
+		"a,b\n1,x\n2.5,y\n", "n\n1\n\nNA\n-7\n", "d,t\n2024-01-02,2024-01-02T03:04:05Z\n,2024-01-02 03:04:05\n",
+		"b\ntrue\nF\n", "x,y\n\"1\",\"2\"\n3,4\n", "h\n99999999999999999999\n", "k\n+1\n-0.5\n1e3\n",
+	} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 4096 {
+			return
+		}
+		path := filepath.Join(dir, "fuzz.csv")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		opt := csvOptions{delim: ',', quote: '"', header: true, nulls: newNullSet(defaultSourceConfig().NullValues)}
+		fields, err := sampleCSV([]string{path}, opt, 1000)
+		if err != nil {
+			return
+		}
+		if err := validateSchema(fields); err != nil {
+			t.Fatalf("inferred an invalid schema %v: %v", fields, err)
+		}
+		schema, err := arrowSchema(fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := &csvReadPlan{opt: opt, fields: fields, schema: schema, rows: 3, blockSize: 64, workers: 2, progress: func(int64) {}}
+		var rows int64
+		err = readCSV(context.Background(), path, plan, false, func(_ context.Context, b arrow.RecordBatch) error {
+			rows += b.NumRows()
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("input %q: inferred %v but decoding failed: %v", data, fields, err)
+		}
+		want, _ := parseAll(data, opt)
+		if len(want) > 0 && rows != int64(len(want)-1) {
+			t.Fatalf("input %q: %d rows decoded, %d records after the header", data, rows, len(want)-1)
+		}
+	})
+}
+
+// FuzzSourceConfig: any JSON task spec either opens or fails cleanly.
+func FuzzTaskSpec(f *testing.F) {
+	f.Add([]byte(`{"path":"x.csv","schema":[{"name":"a","type":"int64"}]}`))
+	f.Add([]byte(`{"path":"","row_groups":[1,2]}`))
+	f.Add([]byte(`{"path":"p.parquet","schema":[{"name":"a","type":"nope"}]}`))
+	cfg := defaultSourceConfig()
+	cfg.Path = "x.csv"
+	src, err := newSource(cfg, pipeline.Env{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, spec []byte) {
+		s, err := src.OpenTask(context.Background(), pipeline.Task{ID: "t", Spec: spec})
+		if err == nil && s == nil {
+			t.Fatal("nil source without an error")
+		}
+		if err != nil && errors.Unwrap(err) == nil && err.Error() == "" {
+			t.Fatal("empty error")
+		}
+	})
+}
