@@ -220,3 +220,27 @@ func TestParseSizeAndCPUs(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"2GiB", "512MiB", "1.5KiB", "1GB", "100", "0", "-1", "x", "1e400GiB", "NaNMiB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseSize(s)
+		if err == nil && n < 0 {
+			t.Fatalf("parseSize(%q) = %d, a negative size", s, n)
+		}
+	})
+}
+
+func FuzzCPUCount(f *testing.F) {
+	for _, s := range []string{"0,1", "0-3", "0-1,4", "", "3-1", "a", "-1", "0-"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := cpuCount(s)
+		if err == nil && n <= 0 {
+			t.Fatalf("cpuCount(%q) = %d without an error", s, n)
+		}
+	})
+}

@@ -23,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -201,7 +202,8 @@ func parseSize(s string) (int64, error) {
 		}
 	}
 	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || v < 0 {
+	// !(v >= 0) also refuses NaN.
+	if err != nil || !(v >= 0) || v*float64(mult) >= math.MaxInt64 {
 		return 0, fmt.Errorf("bad size %q", s)
 	}
 	return int64(v * float64(mult)), nil
