@@ -7,7 +7,8 @@
 // Type rules (the same for every JSON-fed source): integral numbers are
 // int64, other numbers float64 (a column with both is float64), true/false
 // bool, strings string — unless every non-null sampled value parses as an
-// RFC 3339 timestamp, then timestamp (µs, UTC); nested objects and arrays
+// RFC 3339 timestamp, then timestamp (µs, UTC), or as a YYYY-MM-DD date,
+// then date; nested objects and arrays
 // are kept as their JSON text in a string column; a column whose sampled
 // values disagree otherwise (a number and a string) is string; a column
 // with only nulls in the sample is string.
@@ -31,11 +32,11 @@ import (
 // Field is one column of an explicit schema.
 type Field struct {
 	Name string `yaml:"name" json:"name" required:"true" doc:"column name (the record's key)"`
-	Type string `yaml:"type" json:"type" required:"true" doc:"int64, float64, string, bool or timestamp (RFC 3339 text)"`
+	Type string `yaml:"type" json:"type" required:"true" doc:"int64, float64, string, bool, timestamp (RFC 3339 text) or date (YYYY-MM-DD)"`
 }
 
 // Types are the column types a schema may name.
-var Types = []string{"int64", "float64", "string", "bool", "timestamp"}
+var Types = []string{"int64", "float64", "string", "bool", "timestamp", "date"}
 
 var timestampType = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
 
@@ -52,6 +53,8 @@ func DataType(name string) (arrow.DataType, error) {
 		return arrow.FixedWidthTypes.Boolean, nil
 	case "timestamp":
 		return timestampType, nil
+	case "date":
+		return arrow.FixedWidthTypes.Date32, nil
 	}
 	return nil, fmt.Errorf("unknown type %q (want one of %s)", name, strings.Join(Types, ", "))
 }
@@ -275,6 +278,7 @@ const (
 	kInt
 	kFloat
 	kTime
+	kDate
 	kString
 )
 
@@ -295,6 +299,9 @@ func kindOf(v any) kind {
 	case string:
 		if _, err := time.Parse(time.RFC3339Nano, t); err == nil {
 			return kTime
+		}
+		if _, err := time.Parse(time.DateOnly, t); err == nil {
+			return kDate
 		}
 		return kString
 	}
@@ -336,6 +343,8 @@ func Infer(sample []Record, order []string) *arrow.Schema {
 			dt = arrow.PrimitiveTypes.Float64
 		case kTime:
 			dt = timestampType
+		case kDate:
+			dt = arrow.FixedWidthTypes.Date32
 		default:
 			dt = arrow.BinaryTypes.String
 		}
@@ -413,6 +422,16 @@ func appendValue(fb array.Builder, v any) error {
 			return fmt.Errorf("%q is not an RFC 3339 timestamp", s)
 		}
 		b.Append(arrow.Timestamp(t.UnixMicro()))
+	case *array.Date32Builder:
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("%s is not a YYYY-MM-DD date", show(v))
+		}
+		t, err := time.Parse(time.DateOnly, s)
+		if err != nil {
+			return fmt.Errorf("%q is not a YYYY-MM-DD date", s)
+		}
+		b.Append(arrow.Date32FromTime(t))
 	case *array.StringBuilder:
 		switch t := v.(type) {
 		case string:

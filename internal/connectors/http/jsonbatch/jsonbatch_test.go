@@ -16,9 +16,9 @@ func TestInferAndBuild(t *testing.T) {
 	}{
 		{
 			name:   "types and order",
-			in:     `{"b": true, "i": 1, "f": 1.5, "s": "x", "t": "2026-01-02T03:04:05.5Z", "o": {"k": [1]}}`,
-			schema: "b:bool i:int64 f:float64 s:utf8 t:timestamp[us, tz=UTC] o:utf8",
-			rows:   []string{`{"b":true,"i":1,"f":1.5,"s":"x","t":"2026-01-02T03:04:05.5Z","o":"{\"k\": [1]}"}`},
+			in:     `{"b": true, "i": 1, "f": 1.5, "s": "x", "t": "2026-01-02T03:04:05.5Z", "d": "2026-02-28", "o": {"k": [1]}}`,
+			schema: "b:bool i:int64 f:float64 s:utf8 t:timestamp[us, tz=UTC] d:date32 o:utf8",
+			rows:   []string{`{"b":true,"i":1,"f":1.5,"s":"x","t":"2026-01-02T03:04:05.5Z","d":"2026-02-28","o":"{\"k\": [1]}"}`},
 		},
 		{
 			name:   "widening",
