@@ -240,6 +240,10 @@ func (s *sink) Close(_ context.Context, runErr error) error {
 		err = s.buf.Flush()
 	}
 	if err == nil {
+		// CreateTemp made it private; the output gets ordinary permissions.
+		err = s.tmp.Chmod(0o644)
+	}
+	if err == nil {
 		err = s.tmp.Sync()
 	}
 	if cerr := s.tmp.Close(); err == nil {
