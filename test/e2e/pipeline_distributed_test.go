@@ -185,6 +185,19 @@ sinks:
 		t.Errorf("%d task completions reported, want %d:\n%s", got, files, o)
 	}
 
+	// The submitter recorded the run as a whole.
+	runsOut, runsErr, code := runCLI(t, nil, "pipeline", "runs", "--json", "--data-dir", filepath.Join(dir, "submitter"))
+	if code != 0 {
+		t.Fatalf("pipeline runs: exit %d: %s", code, runsErr)
+	}
+	var runs []struct {
+		Status string `json:"status"`
+		RowsIn int64  `json:"rows_in"`
+	}
+	if err := json.Unmarshal([]byte(runsOut), &runs); err != nil || len(runs) != 1 || runs[0].Status != "succeeded" || runs[0].RowsIn != files*rowsPerFile {
+		t.Fatalf("recorded runs %s (%v)", runsOut, err)
+	}
+
 	// Every input row exactly once across the per-task outputs.
 	outs, err := filepath.Glob(filepath.Join(dir, "out", "part-*.csv"))
 	if err != nil {
