@@ -90,6 +90,14 @@ func buildSource(t *testing.T, body string) *source {
 // as a sink would, and returns the rows as JSON.
 func drain(t *testing.T, s *source, ackErr error) []string {
 	t.Helper()
+	rows, err := drainErr(s, ackErr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+func drainErr(s *source, ackErr error) ([]string, error) {
 	defer s.Close()
 	var rows []string
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -104,9 +112,9 @@ func drain(t *testing.T, s *source, ackErr error) []string {
 		return ackErr
 	})
 	if err != nil && !errors.Is(err, ackErr) {
-		t.Fatal(err)
+		return nil, err
 	}
-	return rows
+	return rows, nil
 }
 
 func TestSourceReadsAndAcks(t *testing.T) {
@@ -475,4 +483,44 @@ func FuzzParseSubject(f *testing.F) {
 			t.Fatalf("%q: literal parts %q hold a wildcard or space", s, lit.String())
 		}
 	})
+}
+
+// Two readers of one durable consumer share the stream: every message
+// goes to one of them, and both stop when it is drained.
+func TestSharedDurable(t *testing.T) {
+	url := natsURL(t)
+	js, stream := testStream(t, url)
+	const n = 200
+	for i := range n {
+		publish(t, js, stream+".e", fmt.Sprintf(`{"i": %d}`, i))
+	}
+	body := fmt.Sprintf(`{url: %q, stream: %s, durable: shared, stop_when_idle: true, batch_size: 7, max_wait: 200ms}`, url, stream)
+	type result struct {
+		rows []string
+		err  error
+	}
+	got := make(chan result, 2)
+	for range 2 {
+		s := buildSource(t, body)
+		go func() {
+			rows, err := drainErr(s, nil)
+			got <- result{rows, err}
+		}()
+	}
+	seen := map[string]bool{}
+	for range 2 {
+		res := <-got
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		for _, r := range res.rows {
+			if seen[r] {
+				t.Fatalf("row %s read twice", r)
+			}
+			seen[r] = true
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("read %d distinct rows, want %d", len(seen), n)
+	}
 }
