@@ -44,6 +44,9 @@ func Submit(ctx context.Context, plan *pipeline.Plan, o SubmitOptions) (*pipelin
 	if err != nil {
 		return nil, err
 	}
+	if len(o.Spec) == 0 {
+		return nil, errors.New("distributed run: no spec text (workers parse the spec again)")
+	}
 	eng := o.Engine
 	if eng == nil {
 		eng = &pipeline.Engine{}
