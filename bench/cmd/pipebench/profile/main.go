@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -98,7 +99,11 @@ func mainErr() error {
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t\n", s.Stage, s.RowsIn, s.RowsOut, s.Batches, s.Duration.Round(time.Millisecond))
 		}
 		tw.Flush()
-		fmt.Printf("run %s in %s wall (GOMAXPROCS %d)\n", rec.Status, wall.Round(time.Millisecond), runtime.GOMAXPROCS(0))
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		fmt.Printf("run %s in %s wall, %s CPU, peak RSS %d MiB (GOMAXPROCS %d)\n", rec.Status, wall.Round(time.Millisecond),
+			cpu.Round(time.Millisecond), ru.Maxrss>>10, runtime.GOMAXPROCS(0))
 	}
 	return runErr
 }
