@@ -54,6 +54,9 @@ type cacheEntry struct {
 	Rows    int64         `json:"rows"`
 	Batches int64         `json:"batches"`
 	Parts   []string      `json:"parts"`
+	// DeadParts hold the dead letters of the run, replayed into the
+	// on_error sink on a hit.
+	DeadParts []string `json:"dead_parts,omitempty"`
 
 	dir string
 }
@@ -82,7 +85,7 @@ func (c *resultCache) lookup(key string, log *slog.Logger) (*cacheEntry, bool) {
 		_ = os.RemoveAll(dir)
 		return nil, false
 	}
-	for _, p := range e.Parts {
+	for _, p := range append(append([]string(nil), e.Parts...), e.DeadParts...) {
 		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
 			log.Warn("result cache: removing an incomplete entry", "key", key)
 			_ = os.RemoveAll(dir)
@@ -101,59 +104,73 @@ func (c *resultCache) writer(key string, ttl time.Duration, runID string) (*cach
 	if err != nil {
 		return nil, err
 	}
-	return &cacheWriter{c: c, tmp: tmp, meta: cacheEntry{Key: key, RunID: runID, TTL: ttl}}, nil
+	return &cacheWriter{c: c, tmp: tmp, meta: cacheEntry{Key: key, RunID: runID, TTL: ttl},
+		out: partWriter{prefix: "part"}, dead: partWriter{prefix: "dead"}}, nil
 }
 
-// cacheWriter is the internal sink that stores a run's output.
+// cacheWriter is the internal sink that stores a run's output; its
+// dead letters (what the on_error sink received) are stored beside it.
 type cacheWriter struct {
 	c    *resultCache
 	tmp  string
 	meta cacheEntry
 
-	mu     sync.Mutex
+	mu   sync.Mutex
+	out  partWriter
+	dead partWriter
+}
+
+// partWriter writes batches as Arrow IPC stream files, a new file at each
+// change of schema.
+type partWriter struct {
+	prefix string
 	f      *os.File
 	bw     *bufio.Writer
 	w      *ipc.Writer
 	schema *arrow.Schema
 }
 
-func (w *cacheWriter) closePart() error {
-	if w.w == nil {
+func (p *partWriter) closePart() error {
+	if p.w == nil {
 		return nil
 	}
-	err := w.w.Close()
-	if ferr := w.bw.Flush(); err == nil {
+	err := p.w.Close()
+	if ferr := p.bw.Flush(); err == nil {
 		err = ferr
 	}
-	if serr := w.f.Sync(); err == nil {
+	if serr := p.f.Sync(); err == nil {
 		err = serr
 	}
-	if cerr := w.f.Close(); err == nil {
+	if cerr := p.f.Close(); err == nil {
 		err = cerr
 	}
-	w.w, w.f, w.bw = nil, nil, nil
+	p.w, p.f, p.bw = nil, nil, nil
 	return err
 }
 
-// Write appends b; a batch with another schema starts a new part file.
+func (p *partWriter) write(dir string, parts *[]string, b Batch) error {
+	if p.w == nil || !p.schema.Equal(b.Schema()) {
+		if err := p.closePart(); err != nil {
+			return err
+		}
+		name := fmt.Sprintf("%s-%05d.arrows", p.prefix, len(*parts))
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		p.f, p.bw = f, bufio.NewWriterSize(f, 1<<20)
+		p.w = ipc.NewWriter(p.bw, ipc.WithSchema(b.Schema()))
+		p.schema = b.Schema()
+		*parts = append(*parts, name)
+	}
+	return p.w.Write(b)
+}
+
+// Write appends b to the stored output.
 func (w *cacheWriter) Write(_ context.Context, b Batch) ([]RowError, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.w == nil || !w.schema.Equal(b.Schema()) {
-		if err := w.closePart(); err != nil {
-			return nil, err
-		}
-		name := fmt.Sprintf("part-%05d.arrows", len(w.meta.Parts))
-		f, err := os.Create(filepath.Join(w.tmp, name))
-		if err != nil {
-			return nil, err
-		}
-		w.f, w.bw = f, bufio.NewWriterSize(f, 1<<20)
-		w.w = ipc.NewWriter(w.bw, ipc.WithSchema(b.Schema()))
-		w.schema = b.Schema()
-		w.meta.Parts = append(w.meta.Parts, name)
-	}
-	if err := w.w.Write(b); err != nil {
+	if err := w.out.write(w.tmp, &w.meta.Parts, b); err != nil {
 		return nil, err
 	}
 	w.meta.Rows += b.NumRows()
@@ -161,11 +178,35 @@ func (w *cacheWriter) Write(_ context.Context, b Batch) ([]RowError, error) {
 	return nil, nil
 }
 
+// deadLetters wraps the on_error sink so that what it writes is stored too.
+func (w *cacheWriter) deadLetters(dlq Sink) Sink { return &teeSink{Sink: dlq, w: w} }
+
+type teeSink struct {
+	Sink
+	w *cacheWriter
+}
+
+func (t *teeSink) Write(ctx context.Context, b Batch) ([]RowError, error) {
+	rej, err := t.Sink.Write(ctx, b)
+	if err != nil {
+		return rej, err
+	}
+	t.w.mu.Lock()
+	defer t.w.mu.Unlock()
+	if err := t.w.dead.write(t.w.tmp, &t.w.meta.DeadParts, b); err != nil {
+		return rej, fmt.Errorf("result cache: %w", err)
+	}
+	return rej, nil
+}
+
 // Close stores the entry (runErr nil) or discards it.
 func (w *cacheWriter) Close(_ context.Context, runErr error) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	err := w.closePart()
+	err := w.out.closePart()
+	if derr := w.dead.closePart(); err == nil {
+		err = derr
+	}
 	if runErr != nil || err != nil {
 		_ = os.RemoveAll(w.tmp)
 		return err

@@ -283,6 +283,9 @@ func (e *Engine) run(ctx context.Context, plan *Plan, env Env, rec *RunRecord, o
 					b.source = nil
 					replay := &cacheSource{dir: entry.dir, parts: entry.Parts}
 					st, err := e.execute(ctx, plan, env, replay, nil, b.sinks, b.dlq, nil, "cache", opts, log)
+					if err == nil && b.dlq != nil && len(entry.DeadParts) > 0 {
+						err = replayDeadLetters(ctx, entry, b.dlq, st)
+					}
 					rec.Stages = st
 					fillTotals(rec, st)
 					if err == nil {
@@ -294,6 +297,9 @@ func (e *Engine) run(ctx context.Context, plan *Plan, env Env, rec *RunRecord, o
 			}
 			if cw, err = c.writer(key, plan.Cache.TTL, rec.ID); err != nil {
 				return fmt.Errorf("cache: %w", err)
+			}
+			if b.dlq != nil {
+				b.dlq = cw.deadLetters(b.dlq)
 			}
 		}
 	}
@@ -349,6 +355,27 @@ func (e *Engine) run(ctx context.Context, plan *Plan, env Env, rec *RunRecord, o
 		return err
 	}
 	return b.closeSinks(closeCtx, nil)
+}
+
+// replayDeadLetters writes a cached run's dead letters into the on_error
+// sink, counting them in its stage (the last of st).
+func replayDeadLetters(ctx context.Context, entry *cacheEntry, dlq Sink, st []StageStats) error {
+	src := &cacheSource{dir: entry.dir, parts: entry.DeadParts}
+	last := &st[len(st)-1]
+	return src.Read(ctx, func(ctx context.Context, b Batch, _ AckFunc) error {
+		rej, err := dlq.Write(ctx, b)
+		if err == nil && len(rej) > 0 {
+			err = fmt.Errorf("refused %d rows: %w", len(rej), rej[0].Err)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", last.Stage, err)
+		}
+		last.Batches++
+		last.RowsIn += b.NumRows()
+		last.RowsOut += b.NumRows()
+		last.Bytes += BatchBytes(b)
+		return nil
+	})
 }
 
 // closeSinks commits every sink (and the dead-letter sink) and forgets

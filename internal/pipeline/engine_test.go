@@ -252,21 +252,27 @@ func TestRunCache(t *testing.T) {
 	id, st := newTestState(t)
 	dir := t.TempDir()
 	src := fmt.Sprintf(`source: {test_mem: {state: %[1]s, rows: 50, batch: 8}}
-transforms: [test_filter: 2]
+transforms: [test_filter: {mod: 2, reject: 7}]
 sinks: [{test_sink: {state: %[1]s, id: a}}]
+on_error: {test_sink: {state: %[1]s, id: dlq, dlq: true}}
 cache: {ttl: 1h}
 `, id)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	want := seq(0, 50, func(i int) bool { return i%2 != 0 })
+	want := seq(0, 50, func(i int) bool { return i%2 != 0 && i != 7 })
 	run := func(opts RunOptions) *RunRecord {
 		t.Helper()
 		// A new engine each time: the cache survives restarts.
 		e := &Engine{DataDir: dir, Now: clock}
 		st.rows["a"] = nil
+		st.dlq = nil
 		rec, err := e.Run(context.Background(), mustParse(t, src), opts)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The dead letters are reproduced too.
+		if len(st.dlq) != 1 || st.dlq[0] != "transforms[0].test_filter|bad value 7|7" {
+			t.Fatalf("dead letters = %q", st.dlq)
 		}
 		if !slices.Equal(sorted(st.rows["a"]), want) {
 			t.Fatalf("sink got %v", st.rows["a"])
