@@ -50,11 +50,9 @@ func readParquet(ctx context.Context, path string, rowGroups []int, rows int, wa
 	if want != nil && !sc.Equal(want) {
 		return fmt.Errorf("schema %s differs from the first file's %s", sc, want)
 	}
-	if rowGroups != nil {
-		for _, g := range rowGroups {
-			if g < 0 || g >= pf.NumRowGroups() {
-				return fmt.Errorf("row group %d out of range (the file has %d)", g, pf.NumRowGroups())
-			}
+	for _, g := range rowGroups {
+		if g < 0 || g >= pf.NumRowGroups() {
+			return fmt.Errorf("row group %d out of range (the file has %d)", g, pf.NumRowGroups())
 		}
 	}
 	rr, err := fr.GetRecordReader(ctx, nil, rowGroups)

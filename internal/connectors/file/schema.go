@@ -1,7 +1,6 @@
 package file
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -315,5 +314,3 @@ func parseBool(b []byte) (bool, bool) {
 	}
 	return false, false
 }
-
-var errBadValue = errors.New("bad value")

@@ -108,7 +108,6 @@ type sink struct {
 	table  pgx.Identifier
 	conn   *pgx.Conn
 	schema *arrow.Schema
-	row    []any
 }
 
 var _ pipeline.Sink = (*sink)(nil)

@@ -1,0 +1,248 @@
+package file
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kilnai/kiln/internal/pipeline"
+)
+
+func TestFingerprint(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "a.csv", "x\n1\n")
+	cfg := defaultSourceConfig()
+	cfg.Path = filepath.Join(dir, "*.csv")
+	src, err := newSource(cfg, pipeline.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := func() string {
+		t.Helper()
+		f, err := src.Fingerprint(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	f1, f2 := fp(), fp()
+	if f1 != f2 {
+		t.Fatal("fingerprint not stable")
+	}
+	// Same size, same mtime, different content: the hash tells.
+	st, _ := os.Stat(p)
+	if err := os.WriteFile(p, []byte("x\n2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	f3 := fp()
+	writeFile(t, dir, "b.csv", "x\n3\n") // a new file matches the glob
+	f4 := fp()
+	if err := os.Chtimes(p, st.ModTime().Add(time.Hour), st.ModTime().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	f5 := fp()
+	seen := map[string]bool{}
+	for _, f := range []string{f1, f3, f4, f5} {
+		if seen[f] {
+			t.Fatalf("fingerprints repeat: %s %s %s %s", f1, f3, f4, f5)
+		}
+		seen[f] = true
+	}
+}
+
+func TestSplitCSVAndParquet(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("id,v\n")
+	for i := range 3000 {
+		fmt.Fprintf(&b, "%d,%d.5\n", i, i)
+	}
+	in := writeFile(t, dir, "in.csv", b.String())
+	writeFile(t, dir, "in2.csv", "id,v\n9000,1\n")
+
+	cfg := defaultSourceConfig()
+	cfg.Path = filepath.Join(dir, "in*.csv")
+	src, _ := newSource(cfg, pipeline.Env{})
+	tasks, err := src.Split(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tasks) != 2 {
+		t.Fatalf("%d csv tasks, want one per file", len(tasks))
+	}
+	total := 0
+	for _, task := range tasks {
+		ts, err := src.OpenTask(context.Background(), task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, rows, err := collect(ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := types(sc); got != "id:int64,v:float64" {
+			t.Fatalf("task %s types %s (the schema is inferred once, at split)", task.ID, got)
+		}
+		total += len(rows)
+	}
+	if total != 3001 {
+		t.Fatalf("%d rows over the tasks", total)
+	}
+
+	// Parquet with small row groups: tasks by row-group range.
+	out := filepath.Join(dir, "p.parquet")
+	copySource(t, in, &SinkConfig{Path: out, RowGroupRows: 100}, pipeline.Env{})
+	pcfg := defaultSourceConfig()
+	pcfg.Path = out
+	psrc, err := newSource(pcfg, pipeline.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ptasks, err := psrc.Split(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ptasks) != 1 {
+		t.Fatalf("%d parquet tasks for 3000 rows (want one range under a million rows)", len(ptasks))
+	}
+	ts, err := psrc.OpenTask(context.Background(), pipeline.Task{ID: "x", Spec: []byte(`{"path":"` + out + `","row_groups":[3,4]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rows, err := collect(ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 200 || rows[0][0] != "300" || rows[199][0] != "499" {
+		t.Fatalf("row groups 3-4: %d rows, first %v", len(rows), rows[0])
+	}
+	bad, _ := psrc.OpenTask(context.Background(), pipeline.Task{ID: "x", Spec: []byte(`{"path":"` + out + `","row_groups":[99]}`)})
+	if _, _, err := collect(bad); err == nil || !strings.Contains(err.Error(), "out of range") {
+		t.Fatalf("error %v", err)
+	}
+	if _, err := psrc.OpenTask(context.Background(), pipeline.Task{ID: "x", Spec: []byte(`{`)}); err == nil {
+		t.Fatal("a bad task spec opened")
+	}
+}
+
+func TestJSONSource(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, file, body, format, types, rows string
+	}{
+		{"array", "a.json", `[{"a": 1, "b": "x", "c": true}, {"a": 2.5, "d": "2024-01-02"}, {"b": null}]`, "", "a:float64,b:utf8,c:bool,d:date32",
+			`[["1","x","true","<nil>"],["2.5","<nil>","<nil>","2024-01-02"],["<nil>","<nil>","<nil>","<nil>"]]`},
+		{"ndjson with nested values", "b.ndjson", "{\"id\": 1, \"tags\": [\"x\"], \"o\": {\"k\": 1}}\n\n{\"id\": 2, \"at\": \"2024-01-02T03:04:05Z\"}\n", "", "id:int64,tags:utf8,o:utf8,at:timestamp[us, tz=UTC]",
+			`[["1","[\"x\"]","{\"k\":1}","<nil>"],["2","<nil>","<nil>","2024-01-02T03:04:05Z"]]`},
+		{"jsonl extension, unicode", "c.jsonl", "{\"s\": \"héllo \\u4e16\"}\n", "", "s:utf8", `[["héllo 世"]]`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := defaultSourceConfig()
+			cfg.Path = writeFile(t, dir, tc.file, tc.body)
+			sc, rows := readAll(t, cfg)
+			if got := types(sc); got != tc.types {
+				t.Errorf("types %s, want %s", got, tc.types)
+			}
+			if got := show(rows); got != tc.rows {
+				t.Errorf("rows %s\nwant %s", got, tc.rows)
+			}
+		})
+	}
+	for _, bad := range []struct{ name, file, body, want string }{
+		{"array of scalars", "d.json", `[1, 2]`, "not a JSON object"},
+		{"ndjson garbage", "e.ndjson", "{\"a\": 1}\n{oops}\n", "record 2"},
+		{"object not array", "f.json", `{"a": 1}`, "array of objects"},
+	} {
+		t.Run(bad.name, func(t *testing.T) {
+			cfg := defaultSourceConfig()
+			cfg.Path = writeFile(t, dir, bad.file, bad.body)
+			cfg.Schema = []Field{{Name: "a", Type: "int64"}}
+			src, _ := newSource(cfg, pipeline.Env{})
+			if _, _, err := collect(src); err == nil || !strings.Contains(err.Error(), bad.want) {
+				t.Fatalf("error %v, want %q", err, bad.want)
+			}
+		})
+	}
+}
+
+func TestSinkPathsAndConfig(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  SinkConfig
+		env  pipeline.Env
+		want string // resolved path, or an error fragment after "error:"
+	}{
+		{"task placeholder", SinkConfig{Path: "out/part-{task}.csv"}, pipeline.Env{RunID: "r1", Task: "0001-a/b.csv"}, "out/part-0001-a_b.csv.csv"},
+		{"run placeholder", SinkConfig{Path: "out/{run}.parquet"}, pipeline.Env{RunID: "r1"}, "out/r1.parquet"},
+		{"task outside a distributed run", SinkConfig{Path: "out/{task}.csv"}, pipeline.Env{RunID: "r1"}, "error:not a distributed task"},
+		{"validation keeps placeholders", SinkConfig{Path: "out/{task}.csv"}, pipeline.Env{}, "out/{task}.csv"},
+		{"unknown extension", SinkConfig{Path: "out/x.bin"}, pipeline.Env{}, "error:cannot tell the format"},
+		{"bad compression", SinkConfig{Path: "out/x.parquet", Compression: "lz5"}, pipeline.Env{}, "error:compression"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := defaultSinkConfig()
+			cfg.Path = tc.cfg.Path
+			if tc.cfg.Compression != "" {
+				cfg.Compression = tc.cfg.Compression
+			}
+			s, err := newSink(cfg, tc.env)
+			if want, ok := strings.CutPrefix(tc.want, "error:"); ok {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("error %v, want %q", err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.path != tc.want {
+				t.Fatalf("path %s, want %s", s.path, tc.want)
+			}
+		})
+	}
+}
+
+func TestSourceConfigValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		mod  func(*SourceConfig)
+		want string
+	}{
+		{"unknown extension", func(c *SourceConfig) { c.Path = "x.bin" }, "cannot tell the format"},
+		{"bad format", func(c *SourceConfig) { c.Format = "xml" }, "want csv, json"},
+		{"schema for parquet", func(c *SourceConfig) { c.Path = "x.parquet"; c.Schema = []Field{{Name: "a", Type: "int64"}} }, "carries its own"},
+		{"bad type", func(c *SourceConfig) { c.Schema = []Field{{Name: "a", Type: "int"}} }, "want int64"},
+		{"duplicate column", func(c *SourceConfig) { c.Schema = []Field{{Name: "a", Type: "int64"}, {Name: "a", Type: "string"}} }, "duplicate"},
+		{"layout on int", func(c *SourceConfig) { c.Schema = []Field{{Name: "a", Type: "int64", Layout: "2006"}} }, "layout"},
+		{"long delimiter", func(c *SourceConfig) { c.Delimiter = ";;" }, "one ASCII character"},
+		{"delimiter equals quote", func(c *SourceConfig) { c.Delimiter = `"` }, "must differ"},
+		{"bad glob", func(c *SourceConfig) { c.Path = "[.csv" }, "syntax error"},
+		{"ok tsv", func(c *SourceConfig) { c.Path = "x.tsv" }, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := defaultSourceConfig()
+			c.Path = "x.csv"
+			tc.mod(c)
+			err := c.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
