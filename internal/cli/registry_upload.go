@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -34,8 +35,8 @@ func parseMetrics(list []string) (map[string]metricFlag, error) {
 			return nil, fmt.Errorf("--metric %q: say whether higher or lower is better, e.g. %s=%s:higher", m, name, val)
 		}
 		v, err := strconv.ParseFloat(val, 64)
-		if err != nil {
-			return nil, fmt.Errorf("--metric %q: value %q is not a number", m, val)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("--metric %q: value %q is not a finite number", m, val)
 		}
 		if _, dup := out[name]; dup {
 			return nil, fmt.Errorf("--metric %q: %s given twice", m, name)
