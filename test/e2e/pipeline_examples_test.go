@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,6 +91,21 @@ func exampleEnv(t *testing.T, spec []byte) (env []string, runnable bool, pgDSN s
 		case strings.Contains(name, "SALT") || strings.Contains(name, "SECRET") || strings.Contains(name, "TOKEN"):
 			env = append(env, name+"=e2e-secret-0123456789abcdef")
 		case hasDefault:
+		case name == "KILN_GRPC_ADDR":
+			// A remote Kiln: start one with gRPC on a free port.
+			if _, err := os.Stat(ortLib()); err != nil {
+				runnable = false
+				env = append(env, name+"=127.0.0.1:9")
+				continue
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().String()
+			ln.Close()
+			startServer(t, true, "--model-repository", "models", "--grpc", addr)
+			env = append(env, name+"="+addr)
 		case strings.HasSuffix(name, "_ADDR"):
 			runnable = false
 			env = append(env, name+"=127.0.0.1:9")
@@ -136,7 +152,7 @@ func TestPipelineExamples(t *testing.T) {
 				return
 			}
 			args := []string{"pipeline", "run", rel, "--data-dir", filepath.Join(work, "data"), "--progress", "log"}
-			if bytes.Contains(spec, []byte("predict:")) {
+			if bytes.Contains(spec, []byte("predict:")) && !bytes.Contains(spec, []byte("remote:")) {
 				requireORT(t)
 				args = append(args, "--model-repository", filepath.Join(repoRoot(), "models"))
 				env = append(env, "KILN_ORT_LIB="+ortLib())
