@@ -4,13 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"hash/fnv"
 	"math"
 	"math/big"
 	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -153,7 +153,11 @@ func (p *profiler) add(b arrow.RecordBatch) {
 					c.anyTime = true
 				}
 			default:
-				c.addCategory(a.ValueStr(r))
+				if sa, ok := a.(*array.String); ok {
+					c.addCategory(sa.Value(r))
+				} else {
+					c.addCategory(a.ValueStr(r))
+				}
 			}
 		}
 	}
@@ -234,16 +238,25 @@ func (c *colAcc) addNumber(v float64) {
 }
 
 func (c *colAcc) addCategory(v string) {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(v))
-	x := mix(h.Sum64())
+	// FNV-1a, inline (no allocation per value).
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(v); i++ {
+		h ^= uint64(v[i])
+		h *= 1099511628211
+	}
+	x := mix(h)
 	idx := x >> (64 - hllBits)
 	rank := uint8(bits.LeadingZeros64(x<<hllBits|1<<(hllBits-1)) + 1)
 	if rank > c.hll[idx] {
 		c.hll[idx] = rank
 	}
-	if _, ok := c.cats[v]; ok || len(c.cats) < catCapacity {
-		c.cats[v]++
+	if n, ok := c.cats[v]; ok {
+		c.cats[v] = n + 1
+		return
+	}
+	if len(c.cats) < catCapacity {
+		// v may point into the batch's memory: keep a copy.
+		c.cats[strings.Clone(v)] = 1
 		return
 	}
 	// Misra-Gries: a new value with the table full decrements every

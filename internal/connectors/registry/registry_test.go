@@ -361,3 +361,27 @@ func TestSinkErrors(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkProfileAndDigest measures the sink's per-row cost (digest and
+// profile of a float, a string and a timestamp column).
+func BenchmarkProfileAndDigest(b *testing.B) {
+	const n = 65536
+	xs := make([]float64, n)
+	cs := make([]string, n)
+	for i := range n {
+		xs[i] = float64(i % 977)
+		cs[i] = fmt.Sprintf("c%d", i%300)
+	}
+	batch := rowsBatch(xs, cs)
+	defer batch.Release()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		p, d := &profiler{}, newDigester(false)
+		p.add(batch)
+		d.add(batch)
+		_ = p.profile()
+		_ = d.digest()
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}

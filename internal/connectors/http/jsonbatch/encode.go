@@ -62,11 +62,17 @@ func AppendValue(dst []byte, a arrow.Array, i int) []byte {
 		return appendString(dst, t.Value(i))
 	case *array.Timestamp:
 		unit := t.DataType().(*arrow.TimestampType).Unit
-		return appendString(dst, t.Value(i).ToTime(unit).UTC().Format(time.RFC3339Nano))
+		dst = append(dst, '"')
+		dst = t.Value(i).ToTime(unit).UTC().AppendFormat(dst, time.RFC3339Nano)
+		return append(dst, '"')
 	case *array.Date32:
-		return appendString(dst, t.Value(i).ToTime().Format(time.DateOnly))
+		dst = append(dst, '"')
+		dst = t.Value(i).ToTime().AppendFormat(dst, time.DateOnly)
+		return append(dst, '"')
 	case *array.Date64:
-		return appendString(dst, t.Value(i).ToTime().Format(time.DateOnly))
+		dst = append(dst, '"')
+		dst = t.Value(i).ToTime().AppendFormat(dst, time.DateOnly)
+		return append(dst, '"')
 	}
 	v, err := json.Marshal(a.GetOneForMarshal(i))
 	if err != nil {
@@ -82,7 +88,17 @@ func appendFloat(dst []byte, f float64, bits int) []byte {
 	return strconv.AppendFloat(dst, f, 'g', -1, bits)
 }
 
+// appendString appends s as a JSON string, escaped as encoding/json
+// does (HTML characters and U+2028/U+2029 included); invalid UTF-8
+// becomes U+FFFD.
 func appendString(dst []byte, s string) []byte {
-	b, _ := json.Marshal(s)
-	return append(dst, b...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
+			b, _ := json.Marshal(s)
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }

@@ -1,6 +1,7 @@
 package jsonbatch
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -158,6 +159,19 @@ func FuzzRoundTrip(f *testing.F) {
 		defer b2.Release()
 		if !array.RecordEqual(b, b2) {
 			t.Fatalf("round trip changed the batch:\n%v\n%v", b, b2)
+		}
+	})
+}
+
+// FuzzAppendString: the fast string encoder agrees with encoding/json.
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"plain", `q"uote`, "back\\slash", "<html>&", "tab\t", "é\u2028", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		if got := appendString(nil, s); string(got) != string(want) {
+			t.Fatalf("%q: got %s, want %s", s, got, want)
 		}
 	})
 }
