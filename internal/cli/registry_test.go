@@ -22,7 +22,8 @@ func TestParseMetrics(t *testing.T) {
 		{in: []string{"accuracy=0.93:higher", "latency_ms=4.5:lower"}, want: map[string]metricFlag{"accuracy": {0.93, "higher"}, "latency_ms": {4.5, "lower"}}},
 		{in: []string{"accuracy=0.93"}, wantErr: "higher or lower"},
 		{in: []string{"accuracy=0.93:up"}, wantErr: "higher or lower"},
-		{in: []string{"accuracy=high:higher"}, wantErr: "not a number"},
+		{in: []string{"accuracy=high:higher"}, wantErr: "not a finite number"},
+		{in: []string{"accuracy=NaN:higher"}, wantErr: "not a finite number"},
 		{in: []string{"=1:higher"}, wantErr: "want name=value"},
 		{in: []string{"a=1:higher", "a=2:higher"}, wantErr: "given twice"},
 	} {
