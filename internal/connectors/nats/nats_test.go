@@ -524,3 +524,56 @@ func TestSharedDurable(t *testing.T) {
 		t.Fatalf("read %d distinct rows, want %d", len(seen), n)
 	}
 }
+
+// BenchmarkSinkSource publishes b.N rows through the sink and reads them
+// back through the source (real JetStream).
+func BenchmarkSinkSource(b *testing.B) {
+	url := os.Getenv("KILN_TEST_NATS")
+	if url == "" {
+		b.Skip("KILN_TEST_NATS is unset")
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	var rb [6]byte
+	_, _ = rand.Read(rb[:])
+	stream := "KILN_BENCH_" + strings.ToUpper(hex.EncodeToString(rb[:]))
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{stream + ".>"}, Storage: jetstream.MemoryStorage}); err != nil {
+		b.Fatal(err)
+	}
+	defer js.DeleteStream(ctx, stream)
+	schema := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}, {Name: "v", Type: arrow.PrimitiveTypes.Float64}}, nil)
+	bld := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	for i := range b.N {
+		bld.Field(0).(*array.Int64Builder).Append(int64(i))
+		bld.Field(1).(*array.Float64Builder).Append(float64(i) / 3)
+	}
+	batch := bld.NewRecordBatch()
+	bld.Release()
+	defer batch.Release()
+	cfg := defaultSinkConfig()
+	cfg.URL, cfg.Subject, cfg.MaxPending = url, stream+".rows", 4096
+	s, err := newSink(cfg, pipeline.Env{RunID: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	if _, err := s.Write(ctx, batch); err != nil {
+		b.Fatal(err)
+	}
+	_ = s.Close(ctx, nil)
+	pub := time.Since(start)
+	src := newSource(&SourceConfig{URL: url, Stream: stream, Durable: "bench", Format: formatJSON, BatchSize: 1000, MaxWait: 200 * time.Millisecond, AckWait: 30 * time.Second, StopWhenIdle: true}, pipeline.Env{})
+	start = time.Now()
+	rows, err := drainErr(src, nil)
+	if err != nil || len(rows) != b.N {
+		b.Fatalf("read %d rows: %v", len(rows), err)
+	}
+	b.ReportMetric(float64(b.N)/pub.Seconds(), "published-rows/s")
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "read-rows/s")
+}
