@@ -100,3 +100,40 @@ func exampleVars(name string) (string, bool) {
 		return "example-value-of-" + name + "-0123456789abcdef", true
 	}
 }
+
+// TestExamplesCoverEveryConnector parses every examples/pipelines/*.yaml
+// and checks that each registered source and sink is used by at least one
+// of them.
+func TestExamplesCoverEveryConnector(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(root, "examples", "pipelines", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples: %v", err)
+	}
+	used := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan, err := pipeline.Parse(filepath.Base(f), b, exampleVars)
+		if err != nil {
+			t.Errorf("%v", err)
+			continue
+		}
+		used["source/"+plan.Source.Name] = true
+		for _, s := range plan.Sinks {
+			used["sink/"+s.Name] = true
+		}
+		if plan.OnError != nil {
+			used["sink/"+plan.OnError.Name] = true
+		}
+	}
+	for _, s := range pipeline.Specs() {
+		if s.Kind == pipeline.KindTransform {
+			continue
+		}
+		if !used[string(s.Kind)+"/"+s.Name] {
+			t.Errorf("no example in examples/pipelines uses %s %q", s.Kind, s.Name)
+		}
+	}
+}
