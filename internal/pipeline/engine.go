@@ -52,6 +52,11 @@ type RunOptions struct {
 	// component; the result cache is not used, and transforms that need a
 	// fitting pass must get their parameters (spec or params_from_run).
 	Task *Task
+	// RecordEvery is how often the run record is updated with the live
+	// counters while the run goes on (0: every 5s; < 0: never).
+	RecordEvery time.Duration
+
+	live *atomic.Pointer[runner] // the main pass, for live records
 }
 
 func (e *Engine) now() time.Time {
@@ -173,7 +178,9 @@ func (e *Engine) Run(ctx context.Context, plan *Plan, opts RunOptions) (*RunReco
 		env.Logger = log
 	}
 
+	stopRecording := e.recordLive(ctx, *rec, &opts, log)
 	runErr := e.safeRun(ctx, plan, env, rec, opts, log)
+	stopRecording()
 
 	rec.Finished = e.now().UTC()
 	rec.Duration = rec.Finished.Sub(rec.Started)
@@ -206,6 +213,51 @@ func (e *Engine) Run(ctx context.Context, plan *Plan, opts RunOptions) (*RunReco
 		log.Info("pipeline run ended", "status", rec.Status, "rows_in", rec.RowsIn, "rows_out", rec.RowsOut, "rejected", rec.RowsRejected, "duration", rec.Duration)
 	}
 	return rec, runErr
+}
+
+// recordLive updates the run record with the main pass's counters every
+// opts.RecordEvery until the returned stop is called.
+func (e *Engine) recordLive(ctx context.Context, base RunRecord, opts *RunOptions, log *slog.Logger) (stop func()) {
+	every := opts.RecordEvery
+	if every == 0 {
+		every = 5 * time.Second
+	}
+	if e.Runs == nil || every < 0 {
+		return func() {}
+	}
+	opts.live = new(atomic.Pointer[runner])
+	live := opts.live
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			r := live.Load()
+			if r == nil {
+				continue
+			}
+			snap := base
+			snap.Stages = r.stats()
+			fillTotals(&snap, snap.Stages)
+			snap.Duration = e.now().UTC().Sub(snap.Started)
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if err := e.Runs.UpdateRun(uctx, &snap); err != nil {
+				log.Warn("recording the run's progress failed", "err", err)
+			}
+			cancel()
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }
 
 // safeRun is run with a panic of a component (building, fitting, closing)
@@ -490,7 +542,9 @@ func (e *Engine) fit(ctx context.Context, plan *Plan, env Env, b *built, opts Ru
 		fitPlan.Sinks = []Component{{Kind: KindSink, Name: "fit", Stage: "fit." + stage}}
 		fitPlan.OnError = nil
 		fitPlan.Policy = policyDrop
-		if _, err := e.execute(ctx, &fitPlan, env, b.source, chain, []Sink{fitSink{f: f, stage: stage}}, nil, nil, plan.Source.Name, opts, log); err != nil {
+		fitOpts := opts
+		fitOpts.live = nil
+		if _, err := e.execute(ctx, &fitPlan, env, b.source, chain, []Sink{fitSink{f: f, stage: stage}}, nil, nil, plan.Source.Name, fitOpts, log); err != nil {
 			return fmt.Errorf("fitting pass of %s: %w", stage, err)
 		}
 		if err := f.FitDone(ctx); err != nil {
@@ -608,6 +662,9 @@ func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, t
 	}
 	if dlq != nil {
 		r.dlqC = &counters{stage: plan.OnError.Stage, component: plan.OnError.Name}
+	}
+	if opts.live != nil {
+		opts.live.Store(r)
 	}
 	allSinks := sinks
 	if cw != nil {
@@ -874,6 +931,11 @@ func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, t
 			_ = it.ack(context.WithoutCancel(ctx), err)
 		}
 	}
+	return r.stats(), err
+}
+
+// stats snapshots every stage's counters.
+func (r *runner) stats() []StageStats {
 	stats := []StageStats{r.source.snapshot()}
 	for _, c := range r.xs {
 		stats = append(stats, c.snapshot())
@@ -884,7 +946,7 @@ func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, t
 	if r.dlqC != nil {
 		stats = append(stats, r.dlqC.snapshot())
 	}
-	return stats, err
+	return stats
 }
 
 // recoverStage turns a panic in a component into the run's error, so that

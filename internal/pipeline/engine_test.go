@@ -227,15 +227,21 @@ func TestRunCancelled(t *testing.T) {
 sinks: [{test_sink: {state: %[1]s, id: a}}]
 `, id))
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Engine{DataDir: t.TempDir()}
+	runs := &memRuns{}
+	e := &Engine{DataDir: t.TempDir(), Runs: runs}
 	var rec *RunRecord
 	var err error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		rec, err = e.Run(ctx, plan, RunOptions{})
+		rec, err = e.Run(ctx, plan, RunOptions{ID: "live", RecordEvery: time.Millisecond})
 	}()
-	for st.acks.Load() < 10 {
+	// While it runs, the record shows its live counters.
+	for {
+		r, gerr := runs.GetRun(context.Background(), "live")
+		if gerr == nil && r.Status == StatusRunning && r.RowsIn > 0 && len(r.Stages) == 2 {
+			break
+		}
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
