@@ -142,6 +142,7 @@ func newPipelineRun() *cobra.Command {
 		progress    string
 		progEvery   time.Duration
 		logLevel    string
+		asJSON      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -195,7 +196,13 @@ func newPipelineRun() *cobra.Command {
 				rec, err = eng.Run(ctx, plan, opts)
 			}
 			if rec != nil {
-				printSummary(cmd.OutOrStdout(), rec)
+				if asJSON {
+					if jerr := writeJSONOut(cmd.OutOrStdout(), rec); jerr != nil && err == nil {
+						err = jerr
+					}
+				} else {
+					printSummary(cmd.OutOrStdout(), rec)
+				}
 			}
 			return err
 		},
@@ -208,6 +215,7 @@ func newPipelineRun() *cobra.Command {
 	f.BoolVar(&distributed, "distributed", false, "split the source into tasks on a NATS JetStream work queue processed by `kiln worker`")
 	f.StringVar(&natsURL, "nats", envOr("KILN_NATS", "nats://127.0.0.1:4222"), "NATS server for --distributed (env KILN_NATS)")
 	f.StringVar(&progress, "progress", "auto", "progress display: auto (a bar on a terminal, log lines otherwise), bar or log")
+	f.BoolVar(&asJSON, "json", false, "print the run record as JSON instead of the summary table")
 	f.DurationVar(&progEvery, "progress-every", 10*time.Second, "interval of progress log lines (--progress log)")
 	f.StringVar(&logLevel, "log-level", envOr("KILN_LOG_LEVEL", "info"), "debug, info, warn or error")
 	return cmd

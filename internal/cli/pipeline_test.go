@@ -96,6 +96,7 @@ func TestPipelineCommands(t *testing.T) {
 		{"validate missing file", []string{"pipeline", "validate", filepath.Join(dir, "nope.yaml")}, 1, "", "no such file"},
 		{"bad --set", []string{"pipeline", "validate", "--set", "N", good}, 2, "", "want NAME=VALUE"},
 		{"run", []string{"pipeline", "run", goodInt, "--data-dir", data, "--progress", "log"}, 0, "succeeded", ""},
+		{"run json", []string{"pipeline", "run", goodInt, "--data-dir", data, "--progress", "log", "--json"}, 0, `"status": "succeeded"`, ""},
 		{"run fails", []string{"pipeline", "run", failing, "--data-dir", data, "--progress", "log"}, 1, "error: sinks[0].cli_sink: permission denied", "permission denied"},
 		{"run bad spec", []string{"pipeline", "run", bad, "--data-dir", data}, 1, "", "bad.yaml:1:10"},
 		{"run bad progress", []string{"pipeline", "run", goodInt, "--data-dir", data, "--progress", "fancy"}, 2, "", "want auto, bar or log"},
