@@ -21,11 +21,10 @@ type csvOptions struct {
 	nulls                 nullSet
 }
 
-// span locates one field's value: in the input (src 0) or, when it had to
-// be unescaped, in the parser's scratch buffer (src 1).
+// span locates a field that had to be unescaped: its text in the
+// parser's scratch buffer and its index in the record.
 type span struct {
-	start, end int
-	scratch    bool
+	start, end, field int
 }
 
 // csvParser splits CSV records into fields (RFC 4180 with the options:
@@ -33,9 +32,20 @@ type span struct {
 // ends; blank lines and comment lines are skipped, as encoding/csv does).
 type csvParser struct {
 	opt     csvOptions
-	spans   []span
+	spans   []span // fields unescaped into scratch, fixed up at the end
 	scratch []byte
 	fields  [][]byte
+	special *[256]bool // bytes that end an unquoted field or are a bare quote
+}
+
+// stops returns the table of bytes an unquoted field's scan stops at.
+func (p *csvParser) stops() *[256]bool {
+	if p.special == nil {
+		var t [256]bool
+		t[p.opt.delim], t['\n'], t[p.opt.quote] = true, true, true
+		p.special = &t
+	}
+	return p.special
 }
 
 var (
@@ -78,6 +88,8 @@ func (p *csvParser) record(data []byte, pos int) (int, bool, error) {
 	}
 	p.spans = p.spans[:0]
 	p.scratch = p.scratch[:0]
+	p.fields = p.fields[:0]
+	stop := p.stops()
 	for {
 		if pos < len(data) && data[pos] == o.quote {
 			qs := pos + 1
@@ -96,7 +108,7 @@ func (p *csvParser) record(data []byte, pos int) (int, bool, error) {
 				}
 				break
 			}
-			raw := data[qs:pos]
+			raw := data[qs:pos:pos]
 			pos++ // closing quote
 			if escaped || bytes.IndexByte(raw, '\r') >= 0 {
 				s := len(p.scratch)
@@ -109,9 +121,10 @@ func (p *csvParser) record(data []byte, pos int) (int, bool, error) {
 					}
 					p.scratch = append(p.scratch, c)
 				}
-				p.spans = append(p.spans, span{start: s, end: len(p.scratch), scratch: true})
+				p.spans = append(p.spans, span{start: s, end: len(p.scratch), field: len(p.fields)})
+				p.fields = append(p.fields, nil)
 			} else {
-				p.spans = append(p.spans, span{start: qs, end: qs + len(raw)})
+				p.fields = append(p.fields, raw)
 			}
 			switch {
 			case pos == len(data):
@@ -127,21 +140,17 @@ func (p *csvParser) record(data []byte, pos int) (int, bool, error) {
 			return 0, false, errAfterQuote
 		}
 		start := pos
-		for pos < len(data) {
-			c := data[pos]
-			if c == o.delim || c == '\n' {
-				break
-			}
-			if c == o.quote {
-				return 0, false, errBareQuote
-			}
+		for pos < len(data) && !stop[data[pos]] {
 			pos++
+		}
+		if pos < len(data) && data[pos] == o.quote {
+			return 0, false, errBareQuote
 		}
 		end := pos
 		if end > start && data[end-1] == '\r' && (pos == len(data) || data[pos] == '\n') {
 			end--
 		}
-		p.spans = append(p.spans, span{start: start, end: end})
+		p.fields = append(p.fields, data[start:end:end])
 		if pos == len(data) {
 			return p.done(data, pos), true, nil
 		}
@@ -152,15 +161,11 @@ func (p *csvParser) record(data []byte, pos int) (int, bool, error) {
 	}
 }
 
-// done materialises p.fields from the spans.
-func (p *csvParser) done(data []byte, pos int) int {
-	p.fields = p.fields[:0]
+// done points the unescaped fields into scratch (which may have moved
+// while it grew).
+func (p *csvParser) done(_ []byte, pos int) int {
 	for _, s := range p.spans {
-		if s.scratch {
-			p.fields = append(p.fields, p.scratch[s.start:s.end])
-		} else {
-			p.fields = append(p.fields, data[s.start:s.end])
-		}
+		p.fields[s.field] = p.scratch[s.start:s.end:s.end]
 	}
 	return pos
 }
