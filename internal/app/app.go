@@ -294,6 +294,9 @@ func (a *App) openPipelines() error {
 	}
 	a.runs = runs
 	eng := &pipeline.Engine{Logger: a.log.With("component", "pipeline"), DataDir: a.cfg.DataDir, Runs: runs, Models: a.manager}
+	if err := eng.PruneCache(eng.Logger); err != nil {
+		eng.Logger.Warn("pruning the pipeline result cache", "err", err)
+	}
 	a.pipes = pipeline.NewService(eng, pipeline.AllowedVars(os.Getenv("KILN_PIPELINE_VARS"), os.LookupEnv), 0)
 	return nil
 }

@@ -166,6 +166,9 @@ func newPipelineRun() *cobra.Command {
 			}
 			defer store.Close()
 			eng := &pipeline.Engine{Logger: log, DataDir: sf.dataDir, Runs: store}
+			if err := eng.PruneCache(log); err != nil {
+				log.Warn("pruning the result cache", "err", err)
+			}
 			if modelRepo != "" {
 				mgr, stop, err := startModels(ctx, modelRepo, log)
 				if err != nil {
