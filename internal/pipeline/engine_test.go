@@ -497,3 +497,46 @@ func BenchmarkEngineOverhead(b *testing.B) {
 	b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "rows/s")
 	_ = st
 }
+
+func TestPruneCache(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := &resultCache{dir: cacheDir(dir), now: func() time.Time { return now }}
+	store := func(key string, ttl time.Duration) {
+		w, err := c.writer(key, ttl, "r-"+key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := intBatch(0, 3)
+		defer b.Release()
+		if _, err := w.Write(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store("old", time.Hour)
+	store("fresh", 48*time.Hour)
+	abandoned, err := c.writer("x", time.Hour, "crashed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := now.Add(-48 * time.Hour)
+	if err := os.Chtimes(abandoned.tmp, old, old); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Hour)
+	e := &Engine{DataDir: dir, Now: func() time.Time { return now }}
+	if err := e.PruneCache(e.logger()); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(cacheDir(dir))
+	var names []string
+	for _, de := range ents {
+		names = append(names, de.Name())
+	}
+	if !slices.Equal(names, []string{"fresh"}) {
+		t.Errorf("after pruning: %v", names)
+	}
+}
