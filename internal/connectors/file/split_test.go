@@ -246,3 +246,34 @@ func TestSourceConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestSinkWithoutRows(t *testing.T) {
+	dir := t.TempDir()
+	want := map[string]string{"csv": "", "json": "[]\n", "ndjson": ""}
+	for _, format := range []string{"csv", "json", "ndjson", "parquet"} {
+		t.Run(format, func(t *testing.T) {
+			cfg := defaultSinkConfig()
+			cfg.Path = filepath.Join(dir, "empty."+format)
+			s, err := newSink(cfg, pipeline.Env{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(cfg.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if format == "parquet" {
+				if _, err := parquetSchema(cfg.Path); err != nil {
+					t.Fatalf("empty parquet unreadable: %v", err)
+				}
+				return
+			}
+			if string(b) != want[format] {
+				t.Fatalf("content %q, want %q", b, want[format])
+			}
+		})
+	}
+}
