@@ -307,7 +307,71 @@ func parseFloatText(b []byte) (float64, error) {
 	return v, nil
 }
 
+// fastLayouts are the layouts fastTime parses: date, a 'T' or ' ', the
+// time of day, an optional fraction, and a 'Z' where the layout has a zone.
+var fastLayouts = map[string]struct {
+	sep  byte
+	zone bool
+}{
+	time.RFC3339:          {'T', true},
+	time.RFC3339Nano:      {'T', true},
+	"2006-01-02T15:04:05": {'T', false},
+	"2006-01-02 15:04:05": {' ', false},
+	layoutT:               {'T', false},
+	layoutSpace:           {' ', false},
+}
+
+// fastTime parses YYYY-MM-DD?HH:MM:SS[.fraction][Z] into Unix microseconds
+// without time.Parse (the common machine-written timestamp); ok is false
+// for anything else, which then goes through time.Parse.
+func fastTime(layout string, b []byte) (int64, bool) {
+	f, known := fastLayouts[layout]
+	if !known || len(b) < 19 || b[10] != f.sep || b[13] != ':' || b[16] != ':' {
+		return 0, false
+	}
+	if f.zone {
+		if b[len(b)-1] != 'Z' {
+			return 0, false
+		}
+		b = b[:len(b)-1]
+	}
+	days, ok := fastDate(b[:10])
+	if !ok {
+		return 0, false
+	}
+	two := func(s []byte) (int64, bool) {
+		if s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9' {
+			return 0, false
+		}
+		return int64(s[0]-'0')*10 + int64(s[1]-'0'), true
+	}
+	h, ok1 := two(b[11:13])
+	m, ok2 := two(b[14:16])
+	sec, ok3 := two(b[17:19])
+	if !ok1 || !ok2 || !ok3 || h > 23 || m > 59 || sec > 59 {
+		return 0, false
+	}
+	var micros int64
+	if rest := b[19:]; len(rest) > 0 {
+		if rest[0] != '.' || len(rest) < 2 || len(rest) > 10 {
+			return 0, false
+		}
+		scale := int64(100000)
+		for _, c := range rest[1:] {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			micros += int64(c-'0') * scale
+			scale /= 10
+		}
+	}
+	return ((int64(days)*24+h)*60+m)*60*1_000_000 + sec*1_000_000 + micros, true
+}
+
 func parseTime(layout string, b []byte) (int64, error) {
+	if us, ok := fastTime(layout, b); ok {
+		return us, nil
+	}
 	t, err := time.Parse(layout, string(b))
 	if err != nil {
 		return 0, fmt.Errorf("%q is not a timestamp in layout %q", b, layout)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -154,6 +155,30 @@ func FuzzTaskSpec(f *testing.F) {
 		}
 		if err != nil && errors.Unwrap(err) == nil && err.Error() == "" {
 			t.Fatal("empty error")
+		}
+	})
+}
+
+// FuzzFastTime: the fast timestamp path agrees with time.Parse whenever it
+// accepts a text.
+func FuzzFastTime(f *testing.F) {
+	for _, s := range []string{"2024-01-02T03:04:05Z", "2024-01-02 03:04:05.123456789", "1969-12-31T23:59:59.5Z", "2024-02-30T00:00:00Z", "2024-01-02T24:00:00Z", "0001-01-01T00:00:00"} {
+		f.Add(s, uint8(0))
+		f.Add(s, uint8(3))
+	}
+	layouts := []string{time.RFC3339, time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", layoutT, layoutSpace}
+	f.Fuzz(func(t *testing.T, s string, li uint8) {
+		layout := layouts[int(li)%len(layouts)]
+		got, ok := fastTime(layout, []byte(s))
+		if !ok {
+			return
+		}
+		tm, err := time.Parse(layout, s)
+		if err != nil {
+			t.Fatalf("fastTime(%q, %q) = %d, time.Parse refuses: %v", layout, s, got, err)
+		}
+		if want := tm.UnixMicro(); got != want {
+			t.Fatalf("fastTime(%q, %q) = %d, time.Parse %d", layout, s, got, want)
 		}
 	})
 }
