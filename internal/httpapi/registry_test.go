@@ -29,12 +29,12 @@ import (
 
 // regEnv is an HTTP API over a real registry (SQLite) and blob store.
 type regEnv struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *Server
 	blobs *artifact.Store
 }
 
-func newRegEnv(t *testing.T) *regEnv {
+func newRegEnv(t testing.TB) *regEnv {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := sqlstore.Open(context.Background(), "sqlite:"+filepath.Join(dir, "registry.db"), nil)
@@ -57,7 +57,7 @@ type regResp struct {
 	body   []byte
 }
 
-func (r regResp) decode(t *testing.T, v any) {
+func (r regResp) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("answer is not JSON (%v): %s", err, r.body)
@@ -65,7 +65,7 @@ func (r regResp) decode(t *testing.T, v any) {
 }
 
 // errCode returns the native error code of an error answer.
-func (r regResp) errCode(t *testing.T) string {
+func (r regResp) errCode(t testing.TB) string {
 	t.Helper()
 	var e struct {
 		Error struct{ Code, Message string } `json:"error"`
@@ -535,4 +535,37 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzRegistryRequests sends arbitrary bodies to the registry's write
+// endpoints (JSON and multipart); nothing may panic or answer 5xx.
+func FuzzRegistryRequests(f *testing.F) {
+	f.Add(0, "application/json", []byte(`{"artifact":{"digest":"sha256:`+strings.Repeat("0", 64)+`"},"metrics":{"a":{"value":1,"direction":"higher"}}}`))
+	f.Add(0, "multipart/form-data; boundary=XX", []byte("--XX\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{}\r\n--XX\r\nContent-Disposition: form-data; name=\"artifact\"\r\n\r\nabc\r\n--XX--\r\n"))
+	f.Add(1, "application/json", []byte(`{"stage":"production","gates":["accuracy >= production.accuracy"]}`))
+	f.Add(2, "application/json", []byte(`{"version":1,"expected_version":0}`))
+	f.Add(3, "application/json", []byte(`{"name":"m2","gates":{"staging":["x > 1"]}}`))
+	f.Add(4, "application/json", []byte(`{"description":"d","set_tags":{"a":"b"},"delete_tags":["c"]}`))
+	e := newRegEnv(f)
+	if r := e.json("POST", "/api/v1/models", `{"name":"fz"}`); r.code != 201 {
+		f.Fatalf("create: %d %s", r.code, r.body)
+	}
+	f.Fuzz(func(t *testing.T, which int, contentType string, body []byte) {
+		e.t = t
+		paths := []struct{ method, path string }{
+			{"POST", "/api/v1/models/fz/versions"},
+			{"POST", "/api/v1/models/fz/versions/1/transition"},
+			{"PUT", "/api/v1/models/fz/aliases/a"},
+			{"POST", "/api/v1/models"},
+			{"PATCH", "/api/v1/models/fz"},
+		}
+		if which < 0 {
+			which = -which
+		}
+		p := paths[which%len(paths)]
+		r := e.do(p.method, p.path, map[string]string{"Content-Type": contentType}, body)
+		if r.code >= 500 {
+			t.Fatalf("%s %s answered %d: %s", p.method, p.path, r.code, r.body)
+		}
+	})
 }
