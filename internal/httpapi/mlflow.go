@@ -372,7 +372,14 @@ type mlflowSearch struct {
 }
 
 func (in mlflowSearch) query(defaultMax, hardMax int64, clamp bool) (registry.SearchQuery, error) {
-	q := registry.SearchQuery{Filter: in.Filter, OrderBy: in.OrderBy, PageToken: in.PageToken}
+	q := registry.SearchQuery{Filter: in.Filter, PageToken: in.PageToken}
+	for _, clause := range in.OrderBy {
+		// MLflow's SQL store takes "timestamp" for last_updated_timestamp.
+		if f := strings.Fields(clause); len(f) > 0 && strings.EqualFold(f[0], "timestamp") {
+			clause = "last_updated_timestamp" + strings.TrimPrefix(strings.TrimSpace(clause), f[0])
+		}
+		q.OrderBy = append(q.OrderBy, clause)
+	}
 	n := defaultMax
 	if in.MaxResults.Set {
 		n = in.MaxResults.N

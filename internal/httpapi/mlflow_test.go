@@ -142,6 +142,8 @@ func TestMLflowAPI(t *testing.T) {
 		{name: "search models by tag", method: "GET", path: p + "/registered-models/search?filter=tags.owner%3D%27ana%27", wantCode: 200,
 			want: map[string]string{"registered_models.0.name": "iris", "next_page_token": "<absent>"}},
 		{name: "search models LIKE", method: "GET", path: p + "/registered-models/search?filter=name+LIKE+%27ir%25%27&max_results=1", wantCode: 200, want: map[string]string{"registered_models.0.name": "iris"}},
+		{name: "search ordered by timestamp", method: "GET", path: p + "/registered-models/search?order_by=timestamp+DESC", wantCode: 200, want: map[string]string{"registered_models.0.name": "iris"}},
+		{name: "search bad order_by", method: "GET", path: p + "/registered-models/search?order_by=size", wantCode: 400, wantErr: "INVALID_PARAMETER_VALUE"},
 		{name: "search bad filter", method: "GET", path: p + "/registered-models/search?filter=name+%3D%3D%3D", wantCode: 400, wantErr: "INVALID_PARAMETER_VALUE"},
 		{name: "search max_results over limit", method: "GET", path: p + "/registered-models/search?max_results=5000", wantCode: 400, wantErr: "INVALID_PARAMETER_VALUE"},
 		{name: "search bad page token", method: "GET", path: p + "/registered-models/search?page_token=nope", wantCode: 400, wantErr: "INVALID_PARAMETER_VALUE"},
