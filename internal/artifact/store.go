@@ -33,6 +33,9 @@ var (
 	ErrTooLarge = errors.New("artifact too large")
 	// ErrCorrupt: stored bytes no longer hash to their digest.
 	ErrCorrupt = errors.New("artifact corruption detected")
+	// ErrIncomplete: reading the content failed (the sender went away or
+	// sent a broken stream); nothing was stored.
+	ErrIncomplete = errors.New("artifact upload incomplete")
 )
 
 // Algorithm is the only digest algorithm the store uses.
@@ -144,7 +147,7 @@ func (s *Store) Put(ctx context.Context, r io.Reader, expect Digest, maxSize int
 		}
 	}()
 	h := sha256.New()
-	src := &ctxReader{ctx: ctx, r: r}
+	src := &errReader{r: &ctxReader{ctx: ctx, r: r}}
 	var n int64
 	if maxSize > 0 {
 		n, err = io.Copy(io.MultiWriter(f, h), io.LimitReader(src, maxSize+1))
@@ -155,6 +158,9 @@ func (s *Store) Put(ctx context.Context, r io.Reader, expect Digest, maxSize int
 		n, err = io.Copy(io.MultiWriter(f, h), src)
 	}
 	if err != nil {
+		if src.err != nil && !errors.Is(src.err, context.Canceled) && !errors.Is(src.err, context.DeadlineExceeded) {
+			return Info{}, fmt.Errorf("%w: %w", ErrIncomplete, src.err)
+		}
 		return Info{}, fmt.Errorf("artifact upload: %w", err)
 	}
 	d := digestOf(h)
@@ -321,4 +327,19 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// errReader remembers the error of the reader it wraps, so a failed read
+// (the client's fault) can be told from a failed write (the server's).
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
 }

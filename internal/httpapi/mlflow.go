@@ -91,7 +91,8 @@ func mlflowStatusOf(err error) (int, string) {
 	case errors.Is(err, registry.ErrNotFound), errors.Is(err, artifact.ErrNotFound):
 		return http.StatusNotFound, "RESOURCE_DOES_NOT_EXIST"
 	case errors.Is(err, registry.ErrInvalid), errors.Is(err, errMLflowInvalid), errors.Is(err, registry.ErrPreconditionFailed),
-		errors.Is(err, artifact.ErrInvalid), errors.Is(err, artifact.ErrDigestMismatch), errors.Is(err, artifact.ErrTooLarge):
+		errors.Is(err, artifact.ErrInvalid), errors.Is(err, artifact.ErrDigestMismatch), errors.Is(err, artifact.ErrTooLarge),
+		errors.Is(err, artifact.ErrIncomplete):
 		return http.StatusBadRequest, "INVALID_PARAMETER_VALUE"
 	default:
 		return http.StatusInternalServerError, "INTERNAL_ERROR"

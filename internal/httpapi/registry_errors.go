@@ -39,7 +39,7 @@ func registryStatusOf(err error) (int, string) {
 	case errors.Is(err, registry.ErrConflict):
 		return http.StatusConflict, "CONFLICT"
 	case errors.Is(err, registry.ErrInvalid), errors.Is(err, ErrBadRequest), errors.Is(err, errMLflowBadRequest),
-		errors.Is(err, errMLflowInvalid), errors.Is(err, artifact.ErrInvalid), errors.Is(err, artifact.ErrDigestMismatch):
+		errors.Is(err, errMLflowInvalid), errors.Is(err, artifact.ErrInvalid), errors.Is(err, artifact.ErrDigestMismatch), errors.Is(err, artifact.ErrIncomplete):
 		return http.StatusBadRequest, "INVALID_ARGUMENT"
 	default:
 		return http.StatusInternalServerError, "INTERNAL"
