@@ -126,6 +126,13 @@ var migrations = []migration{
 		)`,
 		`CREATE INDEX registry_alias_events_model ON registry_alias_events (model_id, alias, at, id)`,
 	}},
+	// 2: versions carry their model's name, so searches sort and page on
+	// one index without joining the models table
+	{2, []string{
+		`ALTER TABLE registry_versions ADD COLUMN model_name {{ctext}} NOT NULL DEFAULT ''`,
+		`UPDATE registry_versions SET model_name = (SELECT name FROM registry_models WHERE registry_models.id = registry_versions.model_id)`,
+		`CREATE INDEX registry_versions_name ON registry_versions (model_name, version DESC)`,
+	}},
 }
 
 // migrate brings the schema to the newest version in one transaction.

@@ -162,31 +162,32 @@ func (s *Store) hydrateModels(ctx context.Context, q querier, rows []modelRow) (
 	if err := closeRows(rs); err != nil {
 		return nil, fmt.Errorf("load aliases: %w", err)
 	}
-	// latest version per stage
-	rs, err = q.QueryContext(ctx, s.q(`SELECT model_id, stage, MAX(version) FROM registry_versions WHERE model_id IN (`+in+`) GROUP BY model_id, stage`), ids...)
+	// latest version per stage (one row per model and stage)
+	rs, err = q.QueryContext(ctx, s.q(`SELECT v.id, v.model_id, v.version FROM registry_versions v
+		JOIN (SELECT model_id, stage, MAX(version) AS latest FROM registry_versions WHERE model_id IN (`+in+`) GROUP BY model_id, stage) t
+		ON v.model_id = t.model_id AND v.version = t.latest`), ids...)
 	if err != nil {
 		return nil, fmt.Errorf("load latest versions: %w", err)
 	}
-	var keys []versionKey
+	var vids []any
 	for rs.Next() {
-		var k versionKey
-		var stage string
-		if err := rs.Scan(&k.modelID, &stage, &k.version); err != nil {
+		var vid, mid, version int64
+		if err := rs.Scan(&vid, &mid, &version); err != nil {
 			rs.Close()
 			return nil, fmt.Errorf("load latest versions: %w", err)
 		}
-		keys = append(keys, k)
-		if m := byID[k.modelID]; k.version > m.LatestVersion {
-			m.LatestVersion = k.version
+		vids = append(vids, vid)
+		if m := byID[mid]; version > m.LatestVersion {
+			m.LatestVersion = version
 		}
 	}
 	if err := closeRows(rs); err != nil {
 		return nil, fmt.Errorf("load latest versions: %w", err)
 	}
-	if len(keys) > 0 {
-		vs, err := s.loadVersions(ctx, q, keys)
+	if len(vids) > 0 {
+		vs, err := s.queryVersions(ctx, q, `WHERE v.id IN (`+placeholders(len(vids))+`)`, vids...)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("load latest versions: %w", err)
 		}
 		for _, v := range vs {
 			m := byID[v.modelID]
@@ -288,6 +289,9 @@ func (s *Store) RenameModel(ctx context.Context, from, to, actor string, at time
 			return fmt.Errorf("%w: model %q", registry.ErrAlreadyExists, to)
 		}
 		if err != nil {
+			return fmt.Errorf("rename model %q: %w", from, err)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE registry_versions SET model_name = ? WHERE model_id = ?`), to, id); err != nil {
 			return fmt.Errorf("rename model %q: %w", from, err)
 		}
 		return nil

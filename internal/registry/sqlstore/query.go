@@ -24,11 +24,14 @@ func (b *sqlBuilder) arg(v any) string {
 func (b *sqlBuilder) column(k registry.FieldKind) (string, error) {
 	x := "v"
 	if b.target == registry.TargetModels {
+		if k == registry.FieldName {
+			return "m.name", nil
+		}
 		x = "m"
 	}
 	switch k {
 	case registry.FieldName:
-		return "m.name", nil
+		return x + ".model_name", nil
 	case registry.FieldCreatedAt:
 		return x + ".created_at", nil
 	case registry.FieldUpdatedAt:
@@ -185,7 +188,9 @@ func (b *sqlBuilder) cond(c *registry.Cond) (string, error) {
 		}
 		// a key/value condition holds when the key exists and its value
 		// compares as asked (MLflow's semantics, also for !=); the negative
-		// pattern/list operators hold when no such value exists
+		// pattern/list operators hold when no such value exists. The
+		// subquery is not correlated: it runs once over the (key, value)
+		// index instead of once per candidate row.
 		pos, neg := negated(c.Op)
 		cc := *c
 		cc.Op = pos
@@ -194,11 +199,17 @@ func (b *sqlBuilder) cond(c *registry.Cond) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		s := "EXISTS (SELECT 1 FROM " + table + " x WHERE x." + col + " = " + owner + " AND x.key = " + key + " AND " + inner + ")"
+		kw := " IN "
 		if neg {
-			s = "NOT " + s
+			kw = " NOT IN "
 		}
-		return s, nil
+		if b.s.dialect == dialectSQLite {
+			// "+" keeps SQLite from driving the query from the subquery's
+			// rows (then sorting them all); it walks the ORDER BY index
+			// instead and stops after one page
+			owner = "+" + owner
+		}
+		return owner + kw + "(SELECT x." + col + " FROM " + table + " x WHERE x.key = " + key + " AND " + inner + ")", nil
 	case registry.FieldAlias:
 		pos, neg := negated(c.Op)
 		if c.Op == registry.OpNe {

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -38,7 +39,15 @@ type Store struct {
 	w, r    *sql.DB
 	dialect dialect
 	log     *slog.Logger
+	// creates counts committed version creations; every optimizeEvery of
+	// them SQLite refreshes its planner statistics
+	creates atomic.Int64
 }
+
+// optimizeEvery is how many version creations pass between SQLite's
+// PRAGMA optimize runs (planner statistics; PostgreSQL's autovacuum does
+// the same on its own).
+const optimizeEvery = 1000
 
 var _ registry.Store = (*Store)(nil)
 
@@ -81,7 +90,8 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 			}
 		}
 		base := "file:" + (&url.URL{Path: path}).EscapedPath() +
-			"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+			"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)" +
+			"&_pragma=cache_size(-16384)&_pragma=mmap_size(268435456)&_pragma=analysis_limit(400)"
 		w, err := sql.Open("sqlite", base+"&_txlock=immediate")
 		if err != nil {
 			return nil, fmt.Errorf("open registry database: %w", err)
@@ -105,7 +115,24 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 		s.Close()
 		return nil, err
 	}
+	if err := s.Optimize(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// Optimize refreshes the query planner's statistics where they are stale
+// (SQLite's PRAGMA optimize; a no-op on PostgreSQL, whose autovacuum keeps
+// them). Open runs it, and so does every optimizeEvery-th version creation.
+func (s *Store) Optimize(ctx context.Context) error {
+	if s.dialect != dialectSQLite {
+		return nil
+	}
+	if _, err := s.w.ExecContext(ctx, `PRAGMA optimize=0x10002`); err != nil {
+		return fmt.Errorf("optimize registry database: %w", err)
+	}
+	return nil
 }
 
 // Close closes the database pools.

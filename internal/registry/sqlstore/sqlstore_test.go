@@ -82,3 +82,61 @@ func TestPostgres(t *testing.T) {
 		return s
 	})
 }
+
+func TestReopenAndSchemaVersion(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sub", "registry.db")
+	s, err := sqlstore.Open(ctx, path, nil) // a bare path, in a directory that does not exist yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := registry.NewService(s, registry.Options{})
+	if _, err := svc.CreateModel(ctx, "a", registry.CreateModelInput{Name: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.CreateVersion(ctx, "a", registry.CreateVersionInput{Model: "m", Artifact: registry.Artifact{Digest: "sha256:" + hex.EncodeToString(make([]byte, 32))}}); err != nil {
+		t.Fatal(err)
+	}
+	v1, err := s.SchemaVersion(ctx)
+	if err != nil || v1 < 2 {
+		t.Fatalf("schema version = %d, %v", v1, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = sqlstore.Open(ctx, "sqlite:"+path, nil)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if v2, err := s.SchemaVersion(ctx); err != nil || v2 != v1 {
+		t.Fatalf("schema version after reopen = %d, %v; want %d", v2, err, v1)
+	}
+	v, err := registry.NewService(s, registry.Options{}).GetVersion(ctx, "m", 1)
+	if err != nil || v.Model != "m" {
+		t.Fatalf("version after reopen = %+v, %v", v, err)
+	}
+	s.Close()
+
+	// a database from a newer Kiln is refused, not migrated backwards
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO registry_schema_migrations (version, applied_at) VALUES (999, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if s, err := sqlstore.Open(ctx, path, nil); err == nil {
+		s.Close()
+		t.Fatal("a newer schema was accepted")
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	for _, dsn := range []string{"", "sqlite:", "sqlite:/tmp/x.db?mode=ro", "postgres://127.0.0.1:1/none?connect_timeout=1"} {
+		if s, err := sqlstore.Open(context.Background(), dsn, nil); err == nil {
+			s.Close()
+			t.Errorf("Open(%q) succeeded", dsn)
+		}
+	}
+}

@@ -13,7 +13,7 @@ import (
 	"github.com/kilnai/kiln/internal/registry"
 )
 
-const versionCols = `v.id, v.model_id, m.name, v.version, v.artifact_digest, v.artifact_size, v.artifact_format, v.artifact_manifest,
+const versionCols = `v.id, v.model_id, v.model_name, v.version, v.artifact_digest, v.artifact_size, v.artifact_format, v.artifact_manifest,
 	v.signature, v.lineage, v.source, v.run_id, v.run_link, v.status, v.status_message, v.description, v.stage,
 	v.created_by, v.created_at, v.updated_by, v.updated_at, COALESCE(v.idempotency_key, ''), v.content_digest`
 
@@ -142,7 +142,7 @@ func (s *Store) eachRow(ctx context.Context, q querier, query string, args []any
 }
 
 func (s *Store) queryVersions(ctx context.Context, q querier, where string, args ...any) ([]versionRow, error) {
-	rs, err := q.QueryContext(ctx, s.q(`SELECT `+versionCols+` FROM registry_versions v JOIN registry_models m ON m.id = v.model_id `+where), args...)
+	rs, err := q.QueryContext(ctx, s.q(`SELECT `+versionCols+` FROM registry_versions v `+where), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -161,31 +161,8 @@ func (s *Store) queryVersions(ctx context.Context, q querier, where string, args
 	return s.hydrateVersions(ctx, q, rows)
 }
 
-// loadVersions loads full versions by (model id, number).
-func (s *Store) loadVersions(ctx context.Context, q querier, keys []versionKey) ([]versionRow, error) {
-	var out []versionRow
-	for from := 0; from < len(keys); from += 200 {
-		chunk := keys[from:min(from+200, len(keys))]
-		where := "WHERE "
-		args := make([]any, 0, 2*len(chunk))
-		for i, k := range chunk {
-			if i > 0 {
-				where += " OR "
-			}
-			where += "(v.model_id = ? AND v.version = ?)"
-			args = append(args, k.modelID, k.version)
-		}
-		rows, err := s.queryVersions(ctx, q, where, args...)
-		if err != nil {
-			return nil, fmt.Errorf("load versions: %w", err)
-		}
-		out = append(out, rows...)
-	}
-	return out, nil
-}
-
 func (s *Store) getVersion(ctx context.Context, q querier, model string, version int64) (versionRow, error) {
-	rows, err := s.queryVersions(ctx, q, `WHERE m.name = ? AND v.version = ?`, model, version)
+	rows, err := s.queryVersions(ctx, q, `WHERE v.model_name = ? AND v.version = ?`, model, version)
 	if err != nil {
 		return versionRow{}, fmt.Errorf("get %s version %d: %w", model, version, err)
 	}
@@ -253,11 +230,11 @@ func (s *Store) CreateVersion(ctx context.Context, v registry.ModelVersion) (reg
 			manifest = 1
 		}
 		var id int64
-		err = tx.QueryRowContext(ctx, s.q(`INSERT INTO registry_versions (model_id, version, artifact_digest, artifact_size, artifact_format,
+		err = tx.QueryRowContext(ctx, s.q(`INSERT INTO registry_versions (model_id, model_name, version, artifact_digest, artifact_size, artifact_format,
 			artifact_manifest, signature, lineage, source, run_id, run_link, status, status_message, description, stage,
 			created_by, created_at, updated_by, updated_at, idempotency_key, content_digest)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-			modelID, num, v.Artifact.Digest, v.Artifact.Size, v.Artifact.Format, manifest, string(sig), string(lin),
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+			modelID, v.Model, num, v.Artifact.Digest, v.Artifact.Size, v.Artifact.Format, manifest, string(sig), string(lin),
 			v.Source, v.RunID, v.RunLink, string(v.Status), v.StatusMessage, v.Description, string(v.Stage),
 			v.CreatedBy, micros(v.CreatedAt), v.UpdatedBy, micros(v.UpdatedAt), idem, v.ContentDigest).Scan(&id)
 		if err != nil {
@@ -291,6 +268,11 @@ func (s *Store) CreateVersion(ctx context.Context, v registry.ModelVersion) (reg
 	})
 	if err != nil {
 		return registry.ModelVersion{}, false, err
+	}
+	if created && s.creates.Add(1)%optimizeEvery == 0 {
+		if err := s.Optimize(ctx); err != nil {
+			s.log.Warn("registry: refreshing planner statistics failed", "err", err)
+		}
 	}
 	return out, created, nil
 }
