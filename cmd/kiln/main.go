@@ -17,8 +17,8 @@ import (
 	_ "github.com/kilnai/kiln/internal/connectors/http"
 	_ "github.com/kilnai/kiln/internal/connectors/kiln"
 	_ "github.com/kilnai/kiln/internal/connectors/nats"
-	_ "github.com/kilnai/kiln/internal/connectors/registry"
 	_ "github.com/kilnai/kiln/internal/connectors/postgres"
+	_ "github.com/kilnai/kiln/internal/connectors/registry"
 	_ "github.com/kilnai/kiln/internal/connectors/sqlite"
 	_ "github.com/kilnai/kiln/internal/connectors/transform"
 )
