@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -179,6 +182,31 @@ func FuzzFastTime(f *testing.F) {
 		}
 		if want := tm.UnixMicro(); got != want {
 			t.Fatalf("fastTime(%q, %q) = %d, time.Parse %d", layout, s, got, want)
+		}
+	})
+}
+
+// FuzzJSONString: the JSON sink's string encoder produces JSON that
+// decodes to the text (invalid UTF-8 bytes become U+FFFD, as
+// encoding/json does).
+func FuzzJSONString(f *testing.F) {
+	for _, s := range []string{"", "plain", "quote\" back\\slash", "\x00\x1f\t\n\r", "héllo 世界", "\xff\xfe", "<&>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		enc := appendJSONString(nil, s)
+		var got string
+		if err := json.Unmarshal(enc, &got); err != nil {
+			t.Fatalf("%q encoded as invalid JSON %s: %v", s, enc, err)
+		}
+		var want strings.Builder
+		for i := 0; i < len(s); {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			want.WriteRune(r) // RuneError for an invalid byte
+			i += size
+		}
+		if got != want.String() {
+			t.Fatalf("%q → %s → %q, want %q", s, enc, got, want.String())
 		}
 	})
 }

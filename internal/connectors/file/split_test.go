@@ -2,9 +2,11 @@ package file
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -273,6 +275,63 @@ func TestSinkWithoutRows(t *testing.T) {
 			}
 			if string(b) != want[format] {
 				t.Fatalf("content %q, want %q", b, want[format])
+			}
+		})
+	}
+}
+
+// TestCSVCancelAndEmitError: a cancelled run and a failing emit end the
+// read with that error, and the decoder's goroutines end with it.
+func TestCSVCancelAndEmitError(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("a,b\n")
+	for i := range 100_000 {
+		fmt.Fprintf(&b, "%d,x%d\n", i, i)
+	}
+	cfg := defaultSourceConfig()
+	cfg.Path = writeFile(t, t.TempDir(), "big.csv", b.String())
+	cfg.BatchSize = 500
+	boom := fmt.Errorf("sink full")
+	for _, tc := range []struct {
+		name string
+		want error
+	}{{"cancel", context.Canceled}, {"emit error", boom}} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			src, err := newSource(cfg, pipeline.Env{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			batches := 0
+			err = src.Read(ctx, func(ctx context.Context, _ pipeline.Batch, _ pipeline.AckFunc) error {
+				batches++
+				if batches == 3 {
+					if tc.want == boom {
+						return boom
+					}
+					cancel()
+					return ctx.Err()
+				}
+				return nil
+			})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("error %v, want %v", err, tc.want)
+			}
+			if batches != 3 {
+				t.Fatalf("%d batches emitted after the error", batches)
+			}
+			// The reader and the workers have ended (give the runtime a
+			// moment to retire them).
+			for range 100 {
+				if runtime.NumGoroutine() <= before {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n := runtime.NumGoroutine(); n > before {
+				t.Fatalf("%d goroutines after the read, %d before", n, before)
 			}
 		})
 	}
