@@ -40,7 +40,7 @@ func init() {
 		Spec: pipeline.Spec{
 			Name: "file",
 			Summary: "read CSV, JSON (an array of objects), NDJSON or Parquet files (a glob reads every match in sorted order); " +
-				"the schema is explicit or inferred from a sample of rows spread through the files (the first rows, the middle and the end), " +
+				"the schema is explicit or inferred from a sample of rows spread through the files (the first rows, then windows at points through each file up to its end), " +
 				"widening int64 → float64 → string where rows disagree. CSV is decoded in parallel blocks; " +
 				"the source fingerprints every file (size, mtime, sha256) for the result cache and splits into one task per file " +
 				"(Parquet: per row-group range) for distributed runs",
