@@ -367,7 +367,62 @@ func newRegistry() *cobra.Command {
 			return nil
 		},
 	}
-	alias.AddCommand(aliasSet, aliasGet, aliasDelete)
+	var aliasAt string
+	aliasHistory := &cobra.Command{
+		Use:   "history MODEL ALIAS",
+		Short: "Show every move of an alias, or where it pointed at a time (--at)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			if aliasAt != "" {
+				if _, err := time.Parse(time.RFC3339Nano, aliasAt); err != nil {
+					return &exitError{2, fmt.Errorf("--at %q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", aliasAt)}
+				}
+				q.Set("at", aliasAt)
+			}
+			var h struct {
+				Events []struct {
+					From   int64     `json:"from"`
+					To     int64     `json:"to"`
+					Actor  string    `json:"actor"`
+					Reason string    `json:"reason"`
+					At     time.Time `json:"at"`
+				} `json:"events"`
+				Version *int64 `json:"version"`
+			}
+			p := modelPath(args[0]) + "/aliases/" + url.PathEscape(args[1]) + "/history?" + q.Encode()
+			if err := c().registryCall(cmd.Context(), http.MethodGet, p, hdr(), nil, &h); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd, h)
+			}
+			out := cmd.OutOrStdout()
+			if aliasAt != "" {
+				if h.Version == nil {
+					fmt.Fprintf(out, "%s@%s did not exist at %s\n", args[0], args[1], aliasAt)
+				} else {
+					fmt.Fprintf(out, "%s@%s pointed at version %d at %s\n", args[0], args[1], *h.Version, aliasAt)
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tFROM\tTO\tACTOR\tREASON")
+			for _, e := range h.Events {
+				from, to := "-", "-"
+				if e.From != 0 {
+					from = strconv.FormatInt(e.From, 10)
+				}
+				if e.To != 0 {
+					to = strconv.FormatInt(e.To, 10)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), from, to, e.Actor, e.Reason)
+			}
+			return tw.Flush()
+		},
+	}
+	aliasHistory.Flags().StringVar(&aliasAt, "at", "", "RFC 3339 time: print where the alias pointed then")
+	alias.AddCommand(aliasSet, aliasGet, aliasDelete, aliasHistory)
 
 	compare := &cobra.Command{
 		Use:   "compare MODEL VERSION_A VERSION_B",

@@ -40,6 +40,8 @@ type Registry interface {
 	Compare(ctx context.Context, model string, a, b int64) (registry.Comparison, error)
 	History(ctx context.Context, model string, q registry.HistoryQuery) ([]registry.Transition, error)
 	StageAt(ctx context.Context, model string, stage registry.Stage, at time.Time) ([]int64, error)
+	AliasHistory(ctx context.Context, model string, q registry.HistoryQuery) ([]registry.AliasEvent, error)
+	AliasAt(ctx context.Context, model, alias string, at time.Time) (int64, error)
 }
 
 var _ Registry = (*registry.Service)(nil)
@@ -74,6 +76,7 @@ func (s *Server) registryRoutes() []struct {
 		{"DELETE /api/v1/models/{model}/aliases/{alias}", "registry_alias_delete", s.regDeleteAlias},
 		{"GET /api/v1/models/{model}/compare", "registry_compare", s.regCompare},
 		{"GET /api/v1/models/{model}/history", "registry_history", s.regHistory},
+		{"GET /api/v1/models/{model}/aliases/{alias}/history", "registry_alias_history", s.regAliasHistory},
 	}
 }
 
@@ -693,6 +696,56 @@ func (s *Server) regHistory(w http.ResponseWriter, r *http.Request) {
 			out["version"] = held[0]
 		} else {
 			out["version"] = nil
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type aliasEventView struct {
+	Alias  string    `json:"alias"`
+	From   int64     `json:"from"`
+	To     int64     `json:"to"`
+	Actor  string    `json:"actor"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// regAliasHistory lists an alias's moves (from 0 = created, to 0 =
+// deleted), oldest first; with ?at=RFC3339 it also answers which version
+// the alias pointed at then ("version": null if it did not exist).
+func (s *Server) regAliasHistory(w http.ResponseWriter, r *http.Request) {
+	ctx, model, alias := r.Context(), r.PathValue("model"), r.PathValue("alias")
+	hq := registry.HistoryQuery{Alias: alias}
+	var at time.Time
+	if raw := r.URL.Query().Get("at"); raw != "" {
+		t, err := time.Parse(time.RFC3339Nano, raw)
+		if err != nil {
+			s.registryFail(w, r, fmt.Errorf("%w: at=%q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", ErrBadRequest, raw))
+			return
+		}
+		at, hq.Until = t, t
+	}
+	es, err := s.opts.Registry.AliasHistory(ctx, model, hq)
+	if err != nil {
+		s.registryFail(w, r, err)
+		return
+	}
+	views := make([]aliasEventView, len(es))
+	for i, e := range es {
+		views[i] = aliasEventView{Alias: e.Alias, From: e.From, To: e.To, Actor: e.Actor, Reason: e.Reason, At: e.At}
+	}
+	out := map[string]any{"alias": alias, "events": views}
+	if !at.IsZero() {
+		out["at"] = at.UTC()
+		v, err := s.opts.Registry.AliasAt(ctx, model, alias, at)
+		switch {
+		case errors.Is(err, registry.ErrNotFound):
+			out["version"] = nil
+		case err != nil:
+			s.registryFail(w, r, err)
+			return
+		default:
+			out["version"] = v
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -317,6 +317,29 @@ func TestRegistryLifecycle(t *testing.T) {
 		if v.Version != 2 {
 			t.Fatalf("alias points at %d", v.Version)
 		}
+		r = e.do("GET", "/api/v1/models/churn/aliases/champion/history", nil, nil)
+		var ah struct {
+			Events []aliasEventView `json:"events"`
+		}
+		r.decode(t, &ah)
+		if r.code != 200 || len(ah.Events) != 1 || ah.Events[0].From != 0 || ah.Events[0].To != 2 {
+			t.Fatalf("alias history: %d %s", r.code, r.body)
+		}
+		created := ah.Events[0].At
+		r = e.do("GET", "/api/v1/models/churn/aliases/champion/history?at="+created.Format(time.RFC3339Nano), nil, nil)
+		var aat struct {
+			Version *int64 `json:"version"`
+		}
+		r.decode(t, &aat)
+		if aat.Version == nil || *aat.Version != 2 {
+			t.Fatalf("alias at creation: %s", r.body)
+		}
+		r = e.do("GET", "/api/v1/models/churn/aliases/champion/history?at="+created.Add(-time.Second).Format(time.RFC3339Nano), nil, nil)
+		aat.Version = nil
+		r.decode(t, &aat)
+		if aat.Version != nil {
+			t.Fatalf("alias before it existed: %s", r.body)
+		}
 		r = e.do("DELETE", "/api/v1/models/churn/versions/2", nil, nil)
 		if r.code != 409 || r.errCode(t) != "CONFLICT" || !strings.Contains(string(r.body), "champion") {
 			t.Fatalf("delete of an aliased version: %d %s", r.code, r.body)

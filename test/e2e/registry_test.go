@@ -266,6 +266,8 @@ func TestRegistryCLI(t *testing.T) {
 	contains(t, "alias", run(0, "alias", "set", "churn", "champion", "2"), "churn@champion -> version 2")
 	contains(t, "alias CAS", run(1, "alias", "set", "churn", "champion", "1", "--expected-version", "1"), "PRECONDITION_FAILED")
 	contains(t, "alias get", run(0, "alias", "get", "churn", "champion"), "version 2")
+	contains(t, "alias history", run(0, "alias", "history", "churn", "champion"), "ci", "2")
+	contains(t, "alias before", run(0, "alias", "history", "churn", "champion", "--at", before.Add(-time.Hour).Format(time.RFC3339)), "did not exist")
 	contains(t, "delete refused", run(1, "delete", "churn", "2"), "champion", "409")
 	contains(t, "unknown", run(1, "show", "nope"), "NOT_FOUND")
 
