@@ -133,6 +133,13 @@ var migrations = []migration{
 		`UPDATE registry_versions SET model_name = (SELECT name FROM registry_models WHERE registry_models.id = registry_versions.model_id)`,
 		`CREATE INDEX registry_versions_name ON registry_versions (model_name, version DESC)`,
 	}},
+	// 3: alias lookups by name, and the stage in the name index so a
+	// filter on stage is checked while walking the index
+	{3, []string{
+		`CREATE INDEX registry_aliases_alias ON registry_aliases (alias, model_id, version)`,
+		`DROP INDEX registry_versions_name`,
+		`CREATE INDEX registry_versions_name ON registry_versions (model_name, version DESC, stage)`,
+	}},
 }
 
 // migrate brings the schema to the newest version in one transaction.

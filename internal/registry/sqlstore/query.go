@@ -211,27 +211,26 @@ func (b *sqlBuilder) cond(c *registry.Cond) (string, error) {
 		}
 		return owner + kw + "(SELECT x." + col + " FROM " + table + " x WHERE x.key = " + key + " AND " + inner + ")", nil
 	case registry.FieldAlias:
+		// aliases are few: the subquery's rows (versions by id) drive the
+		// query, and an OR with another indexed condition can use both indexes
 		pos, neg := negated(c.Op)
 		if c.Op == registry.OpNe {
 			pos, neg = registry.OpEq, true
 		}
 		cc := *c
 		cc.Op = pos
-		var match string
-		if b.target == registry.TargetModels {
-			match = "a.model_id = m.id"
-		} else {
-			match = "a.model_id = v.model_id AND a.version = v.version"
-		}
 		inner, err := b.cmp("a.alias", &cc, false)
 		if err != nil {
 			return "", err
 		}
-		s := "EXISTS (SELECT 1 FROM registry_aliases a WHERE " + match + " AND " + inner + ")"
+		kw := " IN "
 		if neg {
-			s = "NOT " + s
+			kw = " NOT IN "
 		}
-		return s, nil
+		if b.target == registry.TargetModels {
+			return "m.id" + kw + "(SELECT a.model_id FROM registry_aliases a WHERE " + inner + ")", nil
+		}
+		return "v.id" + kw + "(SELECT av.id FROM registry_aliases a JOIN registry_versions av ON av.model_id = a.model_id AND av.version = a.version WHERE " + inner + ")", nil
 	}
 	col, err := b.column(c.Field.Kind)
 	if err != nil {
