@@ -279,3 +279,70 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestSplitKeyRanges(t *testing.T) {
+	u, conn := testDB(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, "create table o as select g as id, g * 2 as v from generate_series(1, 103) g; insert into o values (null, 0)"); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		cfg    SourceConfig
+		tasks  int
+		rows   int
+		filter string
+	}{
+		{"ranges", SourceConfig{URL: u, Query: "select * from o where v >= $1", Args: []any{0}, SplitColumn: "id", SplitTasks: 4}, 4, 104, ""},
+		{"more tasks than keys", SourceConfig{URL: u, Query: "select * from o where id <= 3", SplitColumn: "id", SplitTasks: 10}, 3, 3, ""},
+		{"no split column", SourceConfig{URL: u, Query: "select * from o"}, 1, 104, ""},
+		{"only nulls", SourceConfig{URL: u, Query: "select * from o where id is null", SplitColumn: "id"}, 1, 1, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			src, err := newSource(&cfg, pipeline.Env{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tasks, err := src.Split(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tasks) != tc.tasks {
+				t.Fatalf("%d tasks, want %d: %v", len(tasks), tc.tasks, tasks)
+			}
+			seen := map[string]int{}
+			fps := map[string]bool{}
+			for _, task := range tasks {
+				ts, err := src.OpenTask(ctx, task)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fp, err := ts.(*source).Fingerprint(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fps[fp] = true
+				_, rows, _ := readAll(t, ts)
+				for _, r := range rows {
+					seen[r[0]]++
+				}
+			}
+			n := 0
+			for id, c := range seen {
+				if c != 1 {
+					t.Fatalf("id %s read %d times", id, c)
+				}
+				n++
+			}
+			if n != tc.rows || len(fps) != len(tasks) {
+				t.Fatalf("%d distinct rows (want %d), %d distinct fingerprints for %d tasks", n, tc.rows, len(fps), len(tasks))
+			}
+		})
+	}
+	src, _ := newSource(&SourceConfig{URL: u, Query: "select * from o"}, pipeline.Env{})
+	if _, err := src.OpenTask(ctx, pipeline.Task{ID: "x", Spec: []byte(`{"lo":1,"hi":2}`)}); err == nil {
+		t.Fatal("a key range opened without split_column")
+	}
+}

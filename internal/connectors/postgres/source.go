@@ -37,11 +37,12 @@ func init() {
 			Summary: "run a query on PostgreSQL and stream its rows (read off the wire as they arrive, never all in memory) into Arrow batches; " +
 				"bool, integers, floats, numeric, timestamp(tz), date and text map to bool, int64, float64, timestamp (µs, UTC), date and string; " +
 				"other types arrive as their text. The cache fingerprint is the query, its arguments and the result of fingerprint_query",
-			Config: func() any { return &SourceConfig{} },
+			Config: func() any { return &SourceConfig{SplitTasks: 8} },
 			Examples: []string{
 				"{url: \"${DATABASE_URL}\", query: \"select id, age, income, country from customers\"}",
 				"{url: \"${DATABASE_URL}\", query: \"select * from events where day >= $1 and kind = $2\", args: [\"2026-01-01\", click],\n" +
 					" fingerprint_query: \"select max(updated_at), count(*) from events\", batch_size: 50000}",
+				"{url: \"${DATABASE_URL}\", query: \"select * from orders\", split_column: id, split_tasks: 16}",
 			},
 		},
 		Build: func(_ context.Context, cfg any, env pipeline.Env) (pipeline.Source, error) {
@@ -57,6 +58,8 @@ type SourceConfig struct {
 	Args             []any  `yaml:"args" doc:"query parameters (strings, numbers, booleans)"`
 	BatchSize        int    `yaml:"batch_size" doc:"rows per batch (default: settings.batch_size, else 65536)"`
 	FingerprintQuery string `yaml:"fingerprint_query" doc:"a cheap query whose result changes when the data does (select max(updated_at) from t); its result joins the cache fingerprint. Without it the fingerprint is the query text and args only: set a cache ttl"`
+	SplitColumn      string `yaml:"split_column" doc:"distributed runs: an integer column of the query's result whose range [min, max] is cut into split_tasks key ranges, one task each (rows with a null key go to the first); empty: the whole query is one task"`
+	SplitTasks       int    `yaml:"split_tasks" doc:"distributed runs: how many key ranges split_column is cut into"`
 }
 
 // Validate checks the configuration.
@@ -69,6 +72,12 @@ func (c *SourceConfig) Validate() error {
 	}
 	if c.BatchSize < 0 {
 		return errors.New("batch_size must not be negative")
+	}
+	if c.SplitTasks == 0 {
+		c.SplitTasks = 8
+	}
+	if c.SplitTasks < 0 {
+		return errors.New("split_tasks must be positive")
 	}
 	for i, a := range c.Args {
 		switch a.(type) {
@@ -118,6 +127,109 @@ type source struct {
 	log  *slog.Logger
 	rows int
 	read atomic.Int64
+	part *keyRange // a distributed task's part of the query (nil: all)
+}
+
+// keyRange is a task's part of the query: lo <= split_column < hi (<= hi
+// for the last range; the first also takes null keys).
+type keyRange struct {
+	Lo    int64 `json:"lo"`
+	Hi    int64 `json:"hi"`
+	First bool  `json:"first,omitempty"`
+	Last  bool  `json:"last,omitempty"`
+	All   bool  `json:"all,omitempty"`
+}
+
+// query returns the SQL and args that read the source's part.
+func (s *source) query() (string, []any) {
+	p := s.part
+	if p == nil || p.All {
+		return s.cfg.Query, s.cfg.Args
+	}
+	col := pgx.Identifier{s.cfg.SplitColumn}.Sanitize()
+	n := len(s.cfg.Args)
+	hiOp := "<"
+	if p.Last {
+		hiOp = "<="
+	}
+	cond := fmt.Sprintf("(%s >= $%d and %s %s $%d)", col, n+1, col, hiOp, n+2)
+	if p.First {
+		cond = "(" + cond + " or " + col + " is null)"
+	}
+	args := append(append([]any(nil), s.cfg.Args...), p.Lo, p.Hi)
+	return "select * from (" + s.cfg.Query + ") kiln_part where " + cond, args
+}
+
+var _ pipeline.Splitter = (*source)(nil)
+
+// Split cuts the range of split_column into split_tasks key ranges (one
+// task for the whole query without split_column, or when it holds only
+// nulls).
+func (s *source) Split(ctx context.Context) ([]pipeline.Task, error) {
+	one := func() ([]pipeline.Task, error) {
+		b, _ := json.Marshal(keyRange{All: true})
+		return []pipeline.Task{{ID: "all", Spec: b}}, nil
+	}
+	if s.cfg.SplitColumn == "" {
+		return one()
+	}
+	conn, err := pgx.Connect(ctx, s.cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %s", redactErr(err, s.cfg.URL))
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	col := pgx.Identifier{s.cfg.SplitColumn}.Sanitize()
+	var lo, hi *int64
+	q := "select min(" + col + ")::bigint, max(" + col + ")::bigint from (" + s.cfg.Query + ") kiln_split"
+	if err := conn.QueryRow(ctx, q, s.cfg.Args...).Scan(&lo, &hi); err != nil {
+		return nil, fmt.Errorf("postgres: split on %s: %w", s.cfg.SplitColumn, err)
+	}
+	if lo == nil || hi == nil {
+		return one()
+	}
+	span := uint64(*hi-*lo) + 1
+	n := uint64(s.cfg.SplitTasks)
+	if n > span {
+		n = span
+	}
+	step := span / n
+	if span%n != 0 {
+		step++
+	}
+	var tasks []pipeline.Task
+	for i := uint64(0); i < n; i++ {
+		from := *lo + int64(i*step)
+		if i > 0 && from > *hi {
+			break
+		}
+		kr := keyRange{Lo: from, First: i == 0}
+		if i+1 == n || from+int64(step) > *hi {
+			kr.Hi, kr.Last = *hi, true
+		} else {
+			kr.Hi = from + int64(step)
+		}
+		b, err := json.Marshal(kr)
+		if err != nil {
+			return nil, err
+		}
+		tasks = append(tasks, pipeline.Task{ID: fmt.Sprintf("%s-%d-%d", s.cfg.SplitColumn, kr.Lo, kr.Hi), Spec: b, Weight: kr.Hi - kr.Lo})
+		if kr.Last {
+			break
+		}
+	}
+	return tasks, nil
+}
+
+// OpenTask returns a source reading one key range.
+func (s *source) OpenTask(_ context.Context, t pipeline.Task) (pipeline.Source, error) {
+	var kr keyRange
+	if err := json.Unmarshal(t.Spec, &kr); err != nil {
+		return nil, fmt.Errorf("postgres task %s: %w", t.ID, err)
+	}
+	if !kr.All && (s.cfg.SplitColumn == "" || kr.Hi < kr.Lo) {
+		return nil, fmt.Errorf("postgres task %s: a key range needs split_column and lo <= hi", t.ID)
+	}
+	return &source{cfg: s.cfg, log: s.log, rows: s.rows, part: &kr}, nil
 }
 
 var (
@@ -154,8 +266,9 @@ func (s *source) Close() error { return nil }
 // first row of fingerprint_query.
 func (s *source) Fingerprint(ctx context.Context) (string, error) {
 	h := sha256.New()
-	args, _ := json.Marshal(s.cfg.Args)
-	fmt.Fprintf(h, "postgres\x00%s\x00%s\x00%s\x00", redactURL(s.cfg.URL), s.cfg.Query, args)
+	query, qargs := s.query()
+	args, _ := json.Marshal(qargs)
+	fmt.Fprintf(h, "postgres\x00%s\x00%s\x00%s\x00", redactURL(s.cfg.URL), query, args)
 	if s.cfg.FingerprintQuery != "" {
 		conn, err := pgx.Connect(ctx, s.cfg.URL)
 		if err != nil {
@@ -234,7 +347,8 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 		return fmt.Errorf("postgres: connect: %s", redactErr(err, s.cfg.URL))
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	sd, err := conn.Prepare(ctx, "", s.cfg.Query)
+	query, qargs := s.query()
+	sd, err := conn.Prepare(ctx, "", query)
 	if err != nil {
 		return fmt.Errorf("postgres: query: %w", err)
 	}
@@ -253,8 +367,8 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 		fields[i] = arrow.Field{Name: name, Type: plans[i].dt, Nullable: true}
 	}
 	schema := arrow.NewSchema(fields, nil)
-	args := append([]any{formats}, s.cfg.Args...)
-	rows, err := conn.Query(ctx, s.cfg.Query, args...)
+	args := append([]any{formats}, qargs...)
+	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("postgres: query: %w", err)
 	}
