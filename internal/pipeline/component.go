@@ -9,6 +9,7 @@ package pipeline
 import (
 	"context"
 	"log/slog"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 )
@@ -163,4 +164,38 @@ type ParamLoader interface {
 // and the registry sink report them); the run record keeps the list.
 type Lineage interface {
 	UsedModel(name, version string)
+}
+
+// ColumnUser is implemented by transforms that can tell which columns
+// Apply reads and which it writes (replaces, adds or removes). A name
+// ending in "*" stands for every column that starts with the rest ("*"
+// alone: every column). Both nil means unknown. The engine uses it to fit
+// consecutive Fitters in one pass over the source: a Fitter joins the
+// pass of the Fitters before it when it reads none of the columns they
+// write and they keep every row (RowKeeper).
+type ColumnUser interface {
+	Columns() (reads, writes []string)
+}
+
+// RowKeeper is implemented by transforms whose Apply returns every row it
+// is given, in order, and rejects none, once fitted on data that holds
+// those rows (standardize, min_max; not filter, sample or dedupe).
+type RowKeeper interface {
+	KeepsRows() bool
+}
+
+// ColumnsOverlap reports whether a column named by a may be one named by
+// b, where either may be a prefix pattern ending in "*".
+func ColumnsOverlap(a, b string) bool {
+	pa, wa := strings.CutSuffix(a, "*")
+	pb, wb := strings.CutSuffix(b, "*")
+	switch {
+	case wa && wb:
+		return strings.HasPrefix(pa, pb) || strings.HasPrefix(pb, pa)
+	case wa:
+		return strings.HasPrefix(b, pa)
+	case wb:
+		return strings.HasPrefix(a, pb)
+	}
+	return a == b
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -506,20 +507,24 @@ func (e *Engine) loadParams(ctx context.Context, plan *Plan, ts []Transform) err
 	return nil
 }
 
-// fit runs the fitting pass of every transform that needs it: the source
-// is read once per such transform, through fresh instances of the
-// transforms before it (so stateful transforms such as dedupe start clean
-// in the main pass) and the already fitted ones.
+// fit runs the fitting passes of the transforms that need one: the source
+// is read through fresh instances of the transforms before the pass (so
+// stateful transforms such as dedupe start clean in the main pass) and the
+// already fitted ones. Consecutive Fitters share one pass when that gives
+// each the data it would see alone (fitGroups).
 func (e *Engine) fit(ctx context.Context, plan *Plan, env Env, b *built, opts RunOptions, log *slog.Logger) error {
-	for j, t := range b.transforms {
-		f, ok := t.(Fitter)
-		if !ok || !f.NeedsFit() {
-			continue
+	for _, g := range fitGroups(b.transforms) {
+		j := g[0]
+		stages := make([]string, len(g))
+		fitters := make([]Fitter, len(g))
+		for k, i := range g {
+			stages[k] = plan.Transforms[i].Stage
+			fitters[k] = b.transforms[i].(Fitter)
 		}
 		if r, ok := b.source.(Rereadable); ok && !r.Rereadable() {
-			return fmt.Errorf("%s needs a fitting pass over the data, but source %q can be read only once: give its parameters, or use settings.params_from_run", plan.Transforms[j].Stage, plan.Source.Name)
+			return fmt.Errorf("%s needs a fitting pass over the data, but source %q can be read only once: give its parameters, or use settings.params_from_run", stages[0], plan.Source.Name)
 		}
-		log.Info("fitting pass", "stage", plan.Transforms[j].Stage)
+		log.Info("fitting pass", "stages", stages)
 		chain := make([]Transform, j)
 		for i := range j {
 			if _, isFitter := b.transforms[i].(Fitter); isFitter {
@@ -531,41 +536,125 @@ func (e *Engine) fit(ctx context.Context, plan *Plan, env Env, b *built, opts Ru
 				return err
 			}
 			chain[i] = fresh
+			if c, ok := fresh.(io.Closer); ok {
+				defer func() { _ = c.Close() }()
+			}
 		}
 		// The pass runs on the engine itself (parallel workers, bounded
-		// memory, progress) with the fitter as its only sink; rejected rows
-		// are left for the main pass to report.
-		stage := plan.Transforms[j].Stage
+		// memory, progress) with the fitters as its only sink; rejected
+		// rows are left for the main pass to report.
+		name := strings.Join(stages, ", ")
 		fitPlan := *plan
-		fitPlan.Name = plan.Name + " (fitting " + stage + ")"
+		fitPlan.Name = plan.Name + " (fitting " + name + ")"
 		fitPlan.Transforms = plan.Transforms[:j]
-		fitPlan.Sinks = []Component{{Kind: KindSink, Name: "fit", Stage: "fit." + stage}}
+		fitPlan.Sinks = []Component{{Kind: KindSink, Name: "fit", Stage: "fit." + strings.Join(stages, "+")}}
 		fitPlan.OnError = nil
 		fitPlan.Policy = policyDrop
 		fitOpts := opts
 		fitOpts.live = nil
-		if _, err := e.execute(ctx, &fitPlan, env, b.source, chain, []Sink{fitSink{f: f, stage: stage}}, nil, nil, plan.Source.Name, fitOpts, log); err != nil {
-			return fmt.Errorf("fitting pass of %s: %w", stage, err)
+		if _, err := e.execute(ctx, &fitPlan, env, b.source, chain, []Sink{fitSink{fs: fitters, stages: stages}}, nil, nil, plan.Source.Name, fitOpts, log); err != nil {
+			return fmt.Errorf("fitting pass of %s: %w", name, err)
 		}
-		if err := f.FitDone(ctx); err != nil {
-			return fmt.Errorf("%s: %w", plan.Transforms[j].Stage, err)
+		for k, f := range fitters {
+			if err := f.FitDone(ctx); err != nil {
+				return fmt.Errorf("%s: %w", stages[k], err)
+			}
 		}
 	}
 	return nil
 }
 
+// fitGroups returns the indexes of the transforms that need fitting,
+// grouped into passes. A fitter joins the pass of the fitters right before
+// it when what it would be fitted on there equals what it would be fitted
+// on after them: each of them keeps every row (RowKeeper) and writes no
+// column it reads (ColumnUser). When in doubt (a transform that does not
+// say), a fitter gets a pass of its own.
+func fitGroups(ts []Transform) [][]int {
+	var groups [][]int
+	var cur []int
+	var written []string // by the fitters of cur
+	for i, t := range ts {
+		f, ok := t.(Fitter)
+		if !ok || !f.NeedsFit() {
+			if cur != nil {
+				groups = append(groups, cur)
+				cur, written = nil, nil
+			}
+			continue
+		}
+		if cur != nil && !joins(t, written) {
+			groups = append(groups, cur)
+			cur, written = nil, nil
+		}
+		cur = append(cur, i)
+		written = appendWrites(written, t)
+	}
+	if cur != nil {
+		groups = append(groups, cur)
+	}
+	return groups
+}
+
+// appendWrites adds t's written columns to written; nil when unknown.
+func appendWrites(written []string, t Transform) []string {
+	cu, ok := t.(ColumnUser)
+	if !ok {
+		return nil
+	}
+	reads, writes := cu.Columns()
+	if reads == nil && writes == nil {
+		return nil
+	}
+	if rk, ok := t.(RowKeeper); !ok || !rk.KeepsRows() {
+		return nil
+	}
+	out := make([]string, 0, len(written)+len(writes))
+	return append(append(out, written...), writes...)
+}
+
+// joins reports whether fitter t may be fitted in the pass of the fitters
+// before it, whose written columns are written (nil: unknown, or one of
+// them may drop or reject rows).
+func joins(t Transform, written []string) bool {
+	if written == nil {
+		return false
+	}
+	cu, ok := t.(ColumnUser)
+	if !ok {
+		return false
+	}
+	reads, writes := cu.Columns()
+	if reads == nil && writes == nil {
+		return false
+	}
+	for _, r := range reads {
+		for _, w := range written {
+			if ColumnsOverlap(r, w) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // policyDrop drops rejected rows silently (fitting passes).
 const policyDrop = "drop"
 
-// fitSink feeds a fitting pass's batches to the Fitter.
+// fitSink feeds a fitting pass's batches to its Fitters.
 type fitSink struct {
-	f     Fitter
-	stage string
+	fs     []Fitter
+	stages []string
 }
 
 func (s fitSink) Write(ctx context.Context, b Batch) ([]RowError, error) {
-	if err := s.f.Fit(ctx, b); err != nil {
-		return nil, fmt.Errorf("fit: %w", err)
+	for k, f := range s.fs {
+		if err := f.Fit(ctx, b); err != nil {
+			if len(s.fs) > 1 {
+				return nil, fmt.Errorf("fit %s: %w", s.stages[k], err)
+			}
+			return nil, fmt.Errorf("fit: %w", err)
+		}
 	}
 	return nil, nil
 }

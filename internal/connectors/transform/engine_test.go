@@ -19,13 +19,25 @@ import (
 // workers, dead letters).
 
 type genConfig struct {
-	Batches int `yaml:"batches"`
-	Rows    int `yaml:"rows"`
+	Batches int    `yaml:"batches"`
+	Rows    int    `yaml:"rows"`
+	Key     string `yaml:"key"` // counts the reads under this key
 }
 
 type genSource struct{ cfg *genConfig }
 
+// genReads counts the reads of the genSources by key.
+var genReads = struct {
+	sync.Mutex
+	n map[string]int
+}{n: map[string]int{}}
+
 func (s *genSource) Read(ctx context.Context, emit pipeline.EmitFunc) error {
+	if s.cfg.Key != "" {
+		genReads.Lock()
+		genReads.n[s.cfg.Key]++
+		genReads.Unlock()
+	}
 	mem := memory.DefaultAllocator
 	countries := []string{"FR", "DE", "GB", "IT"}
 	for b := range s.cfg.Batches {

@@ -562,3 +562,18 @@ func (t *shortTable) lookup(v []byte) int32 {
 		}
 	}
 }
+
+// Columns reports the column one_hot reads and what it writes: the
+// indicator columns (every name with its prefix, as the categories may not
+// be known yet) and the original column when it is dropped.
+func (t *oneHotT) Columns() (reads, writes []string) {
+	writes = []string{t.prefix + "*"}
+	if t.cfg.DropOriginal {
+		writes = append(writes, t.cfg.Column)
+	}
+	return []string{t.cfg.Column}, writes
+}
+
+// KeepsRows is true unless unknown values are rejected: categories fitted
+// on the data know every value in it, given ones may not.
+func (t *oneHotT) KeepsRows() bool { return t.cfg.Unknown != unknownReject || !t.fitted }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -393,4 +394,13 @@ func (t *sampleT) LoadParams(p map[string]any) error {
 	defer t.mu.Unlock()
 	t.threshold, t.fitted = f, true
 	return nil
+}
+
+// Columns reports what sample hashes (by, or the whole row) and that it
+// writes no column.
+func (t *sampleT) Columns() (reads, writes []string) {
+	if len(t.cfg.By) == 0 {
+		return []string{"*"}, []string{}
+	}
+	return slices.Clone(t.cfg.By), []string{}
 }

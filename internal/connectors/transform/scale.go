@@ -372,3 +372,11 @@ func validityOf(a arrow.Array) (*memory.Buffer, int) {
 	bitutil.CopyBitmap(src.Bytes(), d.Offset(), d.Len(), out, 0)
 	return memory.NewBufferBytes(out), a.NullN()
 }
+
+// Columns reports that standardize and min_max replace their columns.
+func (t *scaleT) Columns() (reads, writes []string) {
+	return slices.Clone(t.columns), slices.Clone(t.columns)
+}
+
+// KeepsRows is true: scaling keeps every row.
+func (t *scaleT) KeepsRows() bool { return true }
