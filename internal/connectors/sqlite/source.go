@@ -37,10 +37,11 @@ func init() {
 				"column types come from the declared types (INTEGER → int64, REAL/FLOAT/DOUBLE/NUMERIC → float64, TEXT → string, " +
 				"BOOLEAN → bool, DATE → date, DATETIME/TIMESTAMP → timestamp) and, for expressions and untyped columns, " +
 				"from the values of the first batch. The cache fingerprint is the query, its args and the database file's (and WAL's) size and mtime",
-			Config: func() any { return &SourceConfig{} },
+			Config: func() any { return &SourceConfig{SplitTasks: 8} },
 			Examples: []string{
 				"{path: data/shop.db, query: \"select id, amount, country from orders\"}",
 				"{path: data/shop.db, query: \"select * from orders where amount > ? and country = ?\", args: [100, NL], batch_size: 10000}",
+				"{path: data/shop.db, query: \"select * from orders\", split_column: id, split_tasks: 4}",
 			},
 		},
 		Build: func(_ context.Context, cfg any, env pipeline.Env) (pipeline.Source, error) {
@@ -51,10 +52,12 @@ func init() {
 
 // SourceConfig configures the sqlite source.
 type SourceConfig struct {
-	Path      string `yaml:"path" required:"true" doc:"database file (it must exist; it is opened read-only)"`
-	Query     string `yaml:"query" required:"true" doc:"SQL query; ? or ?1, ?2 … refer to args"`
-	Args      []any  `yaml:"args" doc:"query parameters (strings, numbers, booleans)"`
-	BatchSize int    `yaml:"batch_size" doc:"rows per batch (default: settings.batch_size, else 65536)"`
+	Path        string `yaml:"path" required:"true" doc:"database file (it must exist; it is opened read-only)"`
+	Query       string `yaml:"query" required:"true" doc:"SQL query; ? or ?1, ?2 … refer to args"`
+	Args        []any  `yaml:"args" doc:"query parameters (strings, numbers, booleans)"`
+	BatchSize   int    `yaml:"batch_size" doc:"rows per batch (default: settings.batch_size, else 65536)"`
+	SplitColumn string `yaml:"split_column" doc:"distributed runs: an integer column of the query's result whose range [min, max] is cut into split_tasks key ranges, one task each (rows with a null key go to the first); empty: the whole query is one task"`
+	SplitTasks  int    `yaml:"split_tasks" doc:"distributed runs: how many key ranges split_column is cut into"`
 }
 
 // Validate checks the configuration.
@@ -67,6 +70,12 @@ func (c *SourceConfig) Validate() error {
 	}
 	if c.BatchSize < 0 {
 		return errors.New("batch_size must not be negative")
+	}
+	if c.SplitTasks == 0 {
+		c.SplitTasks = 8
+	}
+	if c.SplitTasks < 0 {
+		return errors.New("split_tasks must be positive")
 	}
 	return checkArgs(c.Args)
 }
@@ -87,6 +96,105 @@ type source struct {
 	log  *slog.Logger
 	rows int
 	read atomic.Int64
+	part *keyRange // a distributed task's part of the query (nil: all)
+}
+
+// keyRange is a task's part of the query: lo <= split_column < hi (<= hi
+// for the last range; the first also takes null keys).
+type keyRange struct {
+	Lo    int64 `json:"lo"`
+	Hi    int64 `json:"hi"`
+	First bool  `json:"first,omitempty"`
+	Last  bool  `json:"last,omitempty"`
+	All   bool  `json:"all,omitempty"`
+}
+
+// query returns the SQL and args that read the source's part.
+func (s *source) query() (string, []any) {
+	p := s.part
+	if p == nil || p.All {
+		return s.cfg.Query, s.cfg.Args
+	}
+	col := quote(s.cfg.SplitColumn)
+	hiOp := "<"
+	if p.Last {
+		hiOp = "<="
+	}
+	cond := "(" + col + " >= ? and " + col + " " + hiOp + " ?)"
+	if p.First {
+		cond = "(" + cond + " or " + col + " is null)"
+	}
+	args := append(append([]any(nil), s.cfg.Args...), p.Lo, p.Hi)
+	return "select * from (" + s.cfg.Query + ") kiln_part where " + cond, args
+}
+
+var _ pipeline.Splitter = (*source)(nil)
+
+// Split cuts the range of split_column into split_tasks key ranges (one
+// task for the whole query without split_column, or when it holds only
+// nulls).
+func (s *source) Split(ctx context.Context) ([]pipeline.Task, error) {
+	one := func() ([]pipeline.Task, error) {
+		b, _ := json.Marshal(keyRange{All: true})
+		return []pipeline.Task{{ID: "all", Spec: b}}, nil
+	}
+	if s.cfg.SplitColumn == "" {
+		return one()
+	}
+	db, err := openRO(s.cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	col := quote(s.cfg.SplitColumn)
+	var lo, hi sql.NullInt64
+	q := "select min(" + col + "), max(" + col + ") from (" + s.cfg.Query + ") kiln_split"
+	if err := db.QueryRowContext(ctx, q, s.cfg.Args...).Scan(&lo, &hi); err != nil {
+		return nil, fmt.Errorf("sqlite: split on %s: %w", s.cfg.SplitColumn, err)
+	}
+	if !lo.Valid || !hi.Valid {
+		return one()
+	}
+	span := uint64(hi.Int64-lo.Int64) + 1
+	n := min(uint64(s.cfg.SplitTasks), span)
+	step := span / n
+	if span%n != 0 {
+		step++
+	}
+	var tasks []pipeline.Task
+	for i := uint64(0); i < n; i++ {
+		from := lo.Int64 + int64(i*step)
+		if i > 0 && from > hi.Int64 {
+			break
+		}
+		kr := keyRange{Lo: from, First: i == 0}
+		if i+1 == n || from+int64(step) > hi.Int64 {
+			kr.Hi, kr.Last = hi.Int64, true
+		} else {
+			kr.Hi = from + int64(step)
+		}
+		b, err := json.Marshal(kr)
+		if err != nil {
+			return nil, err
+		}
+		tasks = append(tasks, pipeline.Task{ID: fmt.Sprintf("%s-%d-%d", s.cfg.SplitColumn, kr.Lo, kr.Hi), Spec: b, Weight: kr.Hi - kr.Lo})
+		if kr.Last {
+			break
+		}
+	}
+	return tasks, nil
+}
+
+// OpenTask returns a source reading one key range.
+func (s *source) OpenTask(_ context.Context, t pipeline.Task) (pipeline.Source, error) {
+	var kr keyRange
+	if err := json.Unmarshal(t.Spec, &kr); err != nil {
+		return nil, fmt.Errorf("sqlite task %s: %w", t.ID, err)
+	}
+	if !kr.All && (s.cfg.SplitColumn == "" || kr.Hi < kr.Lo) {
+		return nil, fmt.Errorf("sqlite task %s: a key range needs split_column and lo <= hi", t.ID)
+	}
+	return &source{cfg: s.cfg, log: s.log, rows: s.rows, part: &kr}, nil
 }
 
 var (
@@ -123,8 +231,9 @@ func (s *source) Close() error { return nil }
 // of the database file and of its write-ahead log.
 func (s *source) Fingerprint(context.Context) (string, error) {
 	h := sha256.New()
-	args, _ := json.Marshal(s.cfg.Args)
-	fmt.Fprintf(h, "sqlite\x00%s\x00%s\x00", s.cfg.Query, args)
+	query, qargs := s.query()
+	args, _ := json.Marshal(qargs)
+	fmt.Fprintf(h, "sqlite\x00%s\x00%s\x00", query, args)
 	for i, p := range []string{s.cfg.Path, s.cfg.Path + "-wal"} {
 		st, err := os.Stat(p)
 		if err != nil {
@@ -243,7 +352,8 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 		return err
 	}
 	defer db.Close()
-	rows, err := db.QueryContext(ctx, s.cfg.Query, s.cfg.Args...)
+	query, args := s.query()
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("sqlite: query: %w", err)
 	}

@@ -277,3 +277,70 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestSplitKeyRanges(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("create table o (id integer, v text); insert into o values (null, 'n')"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 50; i++ {
+		if _, err := db.Exec("insert into o values (?, ?)", i, fmt.Sprint("v", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name        string
+		cfg         SourceConfig
+		tasks, rows int
+	}{
+		{"ranges with an arg", SourceConfig{Path: path, Query: "select * from o where v <> ?", Args: []any{"v7"}, SplitColumn: "id", SplitTasks: 3}, 3, 50},
+		{"whole query", SourceConfig{Path: path, Query: "select * from o"}, 1, 51},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			src, err := newSource(&cfg, pipeline.Env{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tasks, err := src.Split(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tasks) != tc.tasks {
+				t.Fatalf("%d tasks: %v", len(tasks), tasks)
+			}
+			seen := map[string]int{}
+			for _, task := range tasks {
+				ts, err := src.OpenTask(ctx, task)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var n int
+				err = ts.Read(ctx, func(_ context.Context, b pipeline.Batch, _ pipeline.AckFunc) error {
+					for r := range int(b.NumRows()) {
+						seen[b.Column(1).ValueStr(r)]++
+						n++
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			for v, c := range seen {
+				if c != 1 {
+					t.Fatalf("%s read %d times", v, c)
+				}
+			}
+			if len(seen) != tc.rows {
+				t.Fatalf("%d rows, want %d", len(seen), tc.rows)
+			}
+		})
+	}
+}
