@@ -105,15 +105,31 @@ type built struct {
 	dlq        Sink
 }
 
-func (b *built) closeAll(ctx context.Context, err error) {
+// closeAll closes what is still open: the source, the transforms that
+// hold resources (io.Closer: a remote predict's connection), the sinks.
+func (b *built) closeAll(ctx context.Context, err error, log *slog.Logger) {
 	if b.source != nil {
 		_ = b.source.Close()
 	}
+	closeTransforms(b.transforms, log)
+	b.transforms = nil
 	for _, s := range b.sinks {
 		_ = s.Close(ctx, err)
 	}
 	if b.dlq != nil {
 		_ = b.dlq.Close(ctx, err)
+	}
+}
+
+// closeTransforms closes the transforms that implement io.Closer; errors
+// are logged (the run's outcome no longer depends on them).
+func closeTransforms(ts []Transform, log *slog.Logger) {
+	for _, t := range ts {
+		if c, ok := t.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				log.Warn("closing a transform failed", "err", err)
+			}
+		}
 	}
 }
 
@@ -278,7 +294,7 @@ func (e *Engine) run(ctx context.Context, plan *Plan, env Env, rec *RunRecord, o
 	b := &built{}
 	defer func() {
 		if b != nil {
-			b.closeAll(closeCtx, runErr)
+			b.closeAll(closeCtx, runErr, log)
 		}
 	}()
 	var err error
@@ -536,9 +552,7 @@ func (e *Engine) fit(ctx context.Context, plan *Plan, env Env, b *built, opts Ru
 				return err
 			}
 			chain[i] = fresh
-			if c, ok := fresh.(io.Closer); ok {
-				defer func() { _ = c.Close() }()
-			}
+			defer closeTransforms([]Transform{fresh}, log)
 		}
 		// The pass runs on the engine itself (parallel workers, bounded
 		// memory, progress) with the fitters as its only sink; rejected

@@ -30,6 +30,8 @@ type memState struct {
 	discarded map[string]bool
 	dlq       []string // "_stage|_error|x"
 	fp        string
+	built     atomic.Int64 // test_closer instances built
+	closed    atomic.Int64 // test_closer Close calls
 }
 
 func newState(id string) *memState {
@@ -340,7 +342,40 @@ func (t *modelT) Apply(_ context.Context, in Batch) (Batch, []RowError, error) {
 	return in, nil, nil
 }
 
+// test_closer passes batches through and holds a resource (io.Closer).
+type closerConfig struct {
+	State string `yaml:"state" required:"true" doc:"test state id"`
+}
+type closerT struct {
+	st     *memState
+	closed atomic.Bool
+}
+
+func (t *closerT) Apply(_ context.Context, in Batch) (Batch, []RowError, error) {
+	if t.closed.Load() {
+		return nil, nil, errors.New("used after Close")
+	}
+	in.Retain()
+	return in, nil, nil
+}
+
+func (t *closerT) Close() error {
+	if t.closed.Swap(true) {
+		return errors.New("closed twice")
+	}
+	t.st.closed.Add(1)
+	return nil
+}
+
 func init() {
+	RegisterTransform(TransformSpec{
+		Spec: Spec{Name: "test_closer", Summary: "holds a resource", Config: func() any { return &closerConfig{} }},
+		Build: func(_ context.Context, cfg any, _ Env) (Transform, error) {
+			st := stateOf(cfg.(*closerConfig).State)
+			st.built.Add(1)
+			return &closerT{st: st}, nil
+		},
+	})
 	RegisterSource(SourceSpec{
 		Spec: Spec{Name: "test_mem", Summary: "in-memory test rows", Config: func() any { return &memSourceConfig{Rows: 10, Batch: 3} },
 			Examples: []string{"{state: s, rows: 5}"}},
