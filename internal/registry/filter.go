@@ -774,12 +774,19 @@ func ParseOrder(target Target, clauses []string) ([]OrderKey, error) {
 		seen[a.kind] = true
 		keys = append(keys, OrderKey{Field: Field{Kind: a.kind}, Desc: desc})
 	}
+	// tie breakers: after a timestamp they follow its direction (so one
+	// index on (timestamp, name, version) serves the order either way);
+	// otherwise names ascend and versions descend (newest first)
+	tieDesc, timeFirst := false, len(keys) > 0 && (keys[0].Field.Kind == FieldCreatedAt || keys[0].Field.Kind == FieldUpdatedAt)
+	if timeFirst {
+		tieDesc = keys[0].Desc
+	}
 	if !seen[FieldName] {
-		keys = append(keys, OrderKey{Field: Field{Kind: FieldName}})
+		keys = append(keys, OrderKey{Field: Field{Kind: FieldName}, Desc: tieDesc})
 		seen[FieldName] = true
 	}
 	if target == TargetVersions && !seen[FieldVersion] {
-		keys = append(keys, OrderKey{Field: Field{Kind: FieldVersion}, Desc: true})
+		keys = append(keys, OrderKey{Field: Field{Kind: FieldVersion}, Desc: tieDesc || !timeFirst})
 	}
 	// the key list is unique once name (models) or name+version (versions)
 	// is in it; drop anything after the unique prefix ends

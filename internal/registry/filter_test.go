@@ -124,11 +124,12 @@ func TestParseOrder(t *testing.T) {
 		err    bool
 	}{
 		{TargetModels, nil, "name", false},
-		{TargetModels, []string{"last_updated_timestamp DESC"}, "last_updated_timestamp desc, name", false},
+		{TargetModels, []string{"last_updated_timestamp DESC"}, "last_updated_timestamp desc, name desc", false},
+		{TargetVersions, []string{"last_updated_timestamp"}, "last_updated_timestamp, name, version_number", false},
 		{TargetModels, []string{"name desc", "creation_timestamp"}, "name desc", false},
 		{TargetVersions, nil, "name, version_number desc", false},
 		{TargetVersions, []string{"version_number"}, "version_number, name", false},
-		{TargetVersions, []string{"creation_timestamp DESC"}, "creation_timestamp desc, name, version_number desc", false},
+		{TargetVersions, []string{"creation_timestamp DESC"}, "creation_timestamp desc, name desc, version_number desc", false},
 		{TargetVersions, []string{"name", "version_number", "creation_timestamp"}, "name, version_number", false},
 		{TargetModels, []string{"version_number"}, "", true},
 		{TargetVersions, []string{"run_id"}, "", true},

@@ -140,6 +140,18 @@ var migrations = []migration{
 		`DROP INDEX registry_versions_name`,
 		`CREATE INDEX registry_versions_name ON registry_versions (model_name, version DESC, stage)`,
 	}},
+	// 4: time-ordered searches break ties by name and version, in the
+	// time's direction, so these indexes serve them without a sort
+	{4, []string{
+		`DROP INDEX registry_versions_created`,
+		`DROP INDEX registry_versions_updated`,
+		`CREATE INDEX registry_versions_created ON registry_versions (created_at, model_name, version)`,
+		`CREATE INDEX registry_versions_updated ON registry_versions (updated_at, model_name, version)`,
+		`DROP INDEX registry_models_created`,
+		`DROP INDEX registry_models_updated`,
+		`CREATE INDEX registry_models_created ON registry_models (created_at, name)`,
+		`CREATE INDEX registry_models_updated ON registry_models (updated_at, name)`,
+	}},
 }
 
 // migrate brings the schema to the newest version in one transaction.

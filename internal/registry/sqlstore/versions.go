@@ -351,10 +351,37 @@ func (s *Store) SearchVersions(ctx context.Context, q registry.Query) ([]registr
 		if err != nil {
 			return err
 		}
+		// two steps: the ids of one page (a narrow query the sort and
+		// LIMIT handle cheaply, often from an index alone), then the rows
 		args := append(b.args, q.Limit+1)
-		rows, err := s.queryVersions(ctx, tx, where+b.orderBy(q.Order)+` LIMIT ?`, args...)
-		if err != nil {
+		var ids []any
+		if err := s.eachRow(ctx, tx, `SELECT v.id FROM registry_versions v`+where+b.orderBy(q.Order)+` LIMIT ?`, args, func(rs *sql.Rows) error {
+			var id int64
+			if err := rs.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+			return nil
+		}); err != nil {
 			return fmt.Errorf("search versions: %w", err)
+		}
+		var rows []versionRow
+		if len(ids) > 0 {
+			got, err := s.queryVersions(ctx, tx, `WHERE v.id IN (`+placeholders(len(ids))+`)`, ids...)
+			if err != nil {
+				return fmt.Errorf("search versions: %w", err)
+			}
+			pos := make(map[int64]int, len(ids))
+			for i, id := range ids {
+				pos[id.(int64)] = i
+			}
+			rows = make([]versionRow, len(got))
+			for _, r := range got {
+				rows[pos[r.id]] = r
+			}
+			if len(got) != len(ids) {
+				return fmt.Errorf("search versions: %d of %d rows read back", len(got), len(ids))
+			}
 		}
 		if len(rows) > q.Limit {
 			rows = rows[:q.Limit]
