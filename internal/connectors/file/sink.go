@@ -52,12 +52,12 @@ type SinkConfig struct {
 	Compression  string `yaml:"compression" doc:"parquet: snappy, zstd, gzip or none"`
 	RowGroupRows int    `yaml:"row_group_rows" doc:"parquet: rows per row group"`
 	Dictionary   bool   `yaml:"dictionary" doc:"parquet: dictionary-encode string columns (smaller files when they hold categories, about twice the encoding CPU); numbers are always plain-encoded"`
-	Delimiter    string `yaml:"delimiter" doc:"csv: field delimiter, one character"`
+	Delimiter    string `yaml:"delimiter" doc:"csv: field delimiter, one character (default , and a tab for .tsv)"`
 	Header       bool   `yaml:"header" doc:"csv: write a header line with the column names"`
 }
 
 func defaultSinkConfig() *SinkConfig {
-	return &SinkConfig{Compression: "snappy", RowGroupRows: 1 << 18, Delimiter: ",", Header: true}
+	return &SinkConfig{Compression: "snappy", RowGroupRows: 1 << 18, Header: true}
 }
 
 // Validate checks the configuration and completes the format.
@@ -82,6 +82,12 @@ func (c *SinkConfig) Validate() error {
 	}
 	if c.RowGroupRows <= 0 {
 		return errors.New("row_group_rows must be positive")
+	}
+	if c.Delimiter == "" {
+		c.Delimiter = ","
+		if strings.EqualFold(filepath.Ext(c.Path), ".tsv") {
+			c.Delimiter = "\t"
+		}
 	}
 	if _, err := oneChar("delimiter", c.Delimiter, false); err != nil {
 		return err

@@ -336,3 +336,36 @@ func TestCSVCancelAndEmitError(t *testing.T) {
 		})
 	}
 }
+
+func TestTSVAndParquetGlobSchemas(t *testing.T) {
+	dir := t.TempDir()
+	in := writeFile(t, dir, "in.csv", "a,b\n1,x y\n")
+	out := filepath.Join(dir, "o.tsv")
+	copySource(t, in, &SinkConfig{Path: out}, pipeline.Env{})
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != "a\tb\n1\tx y\n" {
+		t.Fatalf("tsv %q", b)
+	}
+	cfg := defaultSourceConfig()
+	cfg.Path = out
+	if _, rows := readAll(t, cfg); show(rows) != `[["1","x y"]]` {
+		t.Fatalf("tsv read back %v", rows)
+	}
+
+	// Parquet files of a glob must share a schema.
+	copySource(t, in, &SinkConfig{Path: filepath.Join(dir, "p1.parquet")}, pipeline.Env{})
+	other := writeFile(t, dir, "other.csv", "c\n2.5\n")
+	copySource(t, other, &SinkConfig{Path: filepath.Join(dir, "p2.parquet")}, pipeline.Env{})
+	pcfg := defaultSourceConfig()
+	pcfg.Path = filepath.Join(dir, "p*.parquet")
+	src, err := newSource(pcfg, pipeline.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := collect(src); err == nil || !strings.Contains(err.Error(), "differs from the first file") {
+		t.Fatalf("error %v", err)
+	}
+}
