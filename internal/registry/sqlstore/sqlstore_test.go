@@ -5,10 +5,15 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/kilnai/kiln/internal/registry"
 	"github.com/kilnai/kiln/internal/registry/registrytest"
@@ -137,6 +142,57 @@ func TestOpenErrors(t *testing.T) {
 		if s, err := sqlstore.Open(context.Background(), dsn, nil); err == nil {
 			s.Close()
 			t.Errorf("Open(%q) succeeded", dsn)
+		}
+	}
+}
+
+// TestPostgresNotify checks that stage and alias changes reach LISTEN
+// kiln_registry with the change in the payload.
+func TestPostgresNotify(t *testing.T) {
+	dsn := freshSchema(t, postgresDSN(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := sqlstore.Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN kiln_registry"); err != nil {
+		t.Fatal(err)
+	}
+	svc := registry.NewService(s, registry.Options{})
+	if _, err := svc.CreateModel(ctx, "a", registry.CreateModelInput{Name: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.CreateVersion(ctx, "a", registry.CreateVersionInput{Model: "m", Artifact: registry.Artifact{Digest: "sha256:" + hex.EncodeToString(make([]byte, 32))}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Transition(ctx, "a", registry.TransitionInput{Model: "m", Version: 1, To: registry.StageProduction}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.SetAlias(ctx, "a", registry.SetAliasInput{Model: "m", Alias: "champion", Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	want := []map[string]any{
+		{"kind": "stage_changed", "model": "m", "version": float64(1), "to": "production"},
+		{"kind": "alias_changed", "model": "m", "alias": "champion", "version": float64(1)},
+	}
+	for _, w := range want {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		if err := json.Unmarshal([]byte(n.Payload), &got); err != nil {
+			t.Fatalf("payload %q: %v", n.Payload, err)
+		}
+		if !reflect.DeepEqual(got, w) {
+			t.Fatalf("notification = %v, want %v", got, w)
 		}
 	}
 }
