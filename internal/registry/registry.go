@@ -248,7 +248,8 @@ type AliasEvent struct {
 }
 
 // Transition is one append-only record of a version changing stage.
-// Registration records a transition from "" to development.
+// Registration records a transition from "" to development; deleting a
+// version records one from its stage to "" (reason "deleted").
 type Transition struct {
 	ID      int64     `json:"id"`
 	Model   string    `json:"model"`

@@ -611,7 +611,8 @@ func (s *Service) UpdateVersion(ctx context.Context, actor, model string, versio
 
 // DeleteVersion deletes a version. It is refused with ErrPreconditionFailed
 // while an alias points at the version or the version is served. The
-// version's number is never reused; its transitions stay in the history.
+// version's number is never reused; its transitions stay in the history,
+// followed by one to "" that records the deletion.
 func (s *Service) DeleteVersion(ctx context.Context, actor, model string, version int64) error {
 	actor, err := checkActor(actor)
 	if err != nil {
@@ -633,10 +634,11 @@ func (s *Service) DeleteVersion(ctx context.Context, actor, model string, versio
 			return fmt.Errorf("%w: %s version %d is being served; unload it first", ErrPreconditionFailed, model, version)
 		}
 	}
-	if err := s.store.DeleteVersion(ctx, model, version); err != nil {
+	now := s.now()
+	if err := s.store.DeleteVersion(ctx, model, version, actor, now); err != nil {
 		return err
 	}
-	s.emit(ctx, Event{Kind: EventVersionDeleted, Model: model, Version: version, Actor: actor, At: s.now()})
+	s.emit(ctx, Event{Kind: EventVersionDeleted, Model: model, Version: version, From: string(v.Stage), Actor: actor, At: now})
 	return nil
 }
 

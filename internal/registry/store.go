@@ -40,9 +40,11 @@ type Store interface {
 	GetVersion(ctx context.Context, model string, version int64) (ModelVersion, error)
 	// UpdateVersion applies upd (description, tags) and stamps actor and time.
 	UpdateVersion(ctx context.Context, model string, version int64, upd VersionUpdate, actor string, at time.Time) (ModelVersion, error)
-	// DeleteVersion deletes a version (its number is never reused). It
-	// refuses with ErrPreconditionFailed while an alias points at it.
-	DeleteVersion(ctx context.Context, model string, version int64) error
+	// DeleteVersion deletes a version (its number is never reused) and
+	// appends a Transition from its stage to "" (deleted) stamped with actor
+	// and time. It refuses with ErrPreconditionFailed while an alias points
+	// at the version.
+	DeleteVersion(ctx context.Context, model string, version int64, actor string, at time.Time) error
 	// SearchVersions returns one page of versions matching q.
 	SearchVersions(ctx context.Context, q Query) ([]ModelVersion, string, error)
 	// StageHolders returns the versions of model currently in stage, highest

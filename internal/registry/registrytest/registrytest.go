@@ -1005,6 +1005,26 @@ func testHistory(t *testing.T, e *env) {
 	}
 	_, err = e.svc.History(e.ctx, "nope", registry.HistoryQuery{})
 	wantErr(t, err, registry.ErrNotFound)
+
+	// a deletion ends the version's time in its stage, without rewriting the past
+	d0 := e.clock.Peek()
+	if err := e.svc.DeleteVersion(e.ctx, "dan", "m", 1); err != nil {
+		t.Fatal(err)
+	}
+	d1 := e.clock.Peek()
+	if got, err := e.svc.StageAt(e.ctx, "m", registry.StageProduction, d0); err != nil || !reflect.DeepEqual(got, []int64{1}) {
+		t.Fatalf("production before the deletion = %v, %v", got, err)
+	}
+	if got, err := e.svc.StageAt(e.ctx, "m", registry.StageProduction, d1); err != nil || len(got) != 0 {
+		t.Fatalf("production after the deletion = %v, %v", got, err)
+	}
+	h, err = e.svc.History(e.ctx, "m", registry.HistoryQuery{Version: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := h[len(h)-1]; last.From != registry.StageProduction || last.To != "" || last.Actor != "dan" || last.Reason != "deleted" {
+		t.Fatalf("deletion entry = %+v", last)
+	}
 }
 
 func testDeleteRefusal(t *testing.T, e *env) {
@@ -1018,7 +1038,7 @@ func testDeleteRefusal(t *testing.T, e *env) {
 	e.served.set("m", 2, true)
 	wantErr(t, e.svc.DeleteVersion(e.ctx, "x", "m", 1), registry.ErrPreconditionFailed)
 	wantErr(t, e.svc.DeleteVersion(e.ctx, "x", "m", 2), registry.ErrPreconditionFailed)
-	wantErr(t, e.store.DeleteVersion(e.ctx, "m", 1), registry.ErrPreconditionFailed) // the store guards aliases too
+	wantErr(t, e.store.DeleteVersion(e.ctx, "m", 1, "x", e.clock.Now()), registry.ErrPreconditionFailed) // the store guards aliases too
 	wantErr(t, e.svc.DeleteModel(e.ctx, "x", "m"), registry.ErrPreconditionFailed)
 	wantErr(t, e.svc.DeleteVersion(e.ctx, "x", "m", 9), registry.ErrNotFound)
 	if err := e.svc.DeleteVersion(e.ctx, "x", "m", 3); err != nil {

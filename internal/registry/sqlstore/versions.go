@@ -312,9 +312,10 @@ func (s *Store) UpdateVersion(ctx context.Context, model string, version int64, 
 }
 
 // DeleteVersion implements registry.Store.
-func (s *Store) DeleteVersion(ctx context.Context, model string, version int64) error {
+func (s *Store) DeleteVersion(ctx context.Context, model string, version int64, actor string, at time.Time) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := s.lockModel(ctx, tx, model); err != nil {
+		modelID, err := s.lockModel(ctx, tx, model)
+		if err != nil {
 			return err
 		}
 		r, err := s.getVersion(ctx, tx, model, version)
@@ -336,6 +337,10 @@ func (s *Store) DeleteVersion(ctx context.Context, model string, version int64) 
 				}
 				return fmt.Errorf("delete %s version %d: %w", model, version, err)
 			}
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO registry_transitions (model_id, version, from_stage, to_stage, actor, at, reason) VALUES (?, ?, ?, '', ?, ?, 'deleted')`),
+			modelID, version, string(r.v.Stage), actor, micros(at)); err != nil {
+			return fmt.Errorf("record deletion: %w", err)
 		}
 		return nil
 	})
