@@ -139,7 +139,7 @@ var topKeys = []string{"name", "source", "transforms", "sinks", "cache", "on_err
 // (nil: no variables). Errors are SpecErrors (errors.Is ErrInvalidSpec)
 // carrying file:line:column.
 func Parse(file string, data []byte, lookup LookupFunc) (*Plan, error) {
-	p := &parseState{file: file, lookup: lookup, vars: map[string]string{}}
+	p := &parseState{file: file, lookup: lookup, vars: map[string]string{}, src: data}
 	plan := p.parse(data)
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(i, j int) bool {
@@ -169,6 +169,7 @@ type parseState struct {
 	lookup LookupFunc
 	vars   map[string]string
 	errs   SpecErrors
+	src    []byte // the spec's text, to place errors inside scalars
 	// failed holds the values whose interpolation failed (already
 	// reported): the components holding them are not decoded further.
 	failed map[ast.Node]bool
@@ -531,6 +532,13 @@ func (p *parseState) decodeBody(spec Spec, body ast.Node, key ast.Node) (any, bo
 			n := body
 			if n == nil {
 				n = key
+			}
+			var ee exprError
+			if errors.As(err, &ee) {
+				if pos, ok := p.exprPos(n, ee.ExprText(), ee.ExprOffset()); ok {
+					p.errs = append(p.errs, &SpecError{Pos: pos, Msg: fmt.Sprintf("%s: %v", what, err)})
+					return nil, false
+				}
 			}
 			p.errorf(n, "%s: %v", what, err)
 			return nil, false

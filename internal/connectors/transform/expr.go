@@ -35,6 +35,9 @@ type ExprError struct {
 // characters), for callers that map it into the spec file.
 func (e *ExprError) ExprOffset() int { return e.Offset }
 
+// ExprText is the expression, for callers that look for it in the spec.
+func (e *ExprError) ExprText() string { return e.Expr }
+
 func (e *ExprError) Error() string {
 	return fmt.Sprintf("expression %q, at character %d: %s", e.Expr, e.Offset+1, e.Msg)
 }
