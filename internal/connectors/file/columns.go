@@ -55,7 +55,8 @@ func newColumn(f Field, capacity int) (column, error) {
 	return nil, fmt.Errorf("type %q: want int64, float64, string, bool, timestamp or date", f.Type)
 }
 
-// validity is a growing validity bitmap.
+// validity is a growing validity bitmap, materialised only once a null
+// arrives (most columns have none, and then Arrow needs no bitmap).
 type validity struct {
 	bits  []byte
 	n     int
@@ -63,7 +64,20 @@ type validity struct {
 }
 
 func (v *validity) add(ok bool) {
-	if v.n&7 == 0 {
+	if ok && v.nulls == 0 {
+		v.n++
+		return
+	}
+	if v.nulls == 0 {
+		// The first null: every earlier value was valid.
+		v.bits = make([]byte, v.n/8+1, max(64, v.n/4+1))
+		for i := range v.n / 8 {
+			v.bits[i] = 0xff
+		}
+		for i := v.n &^ 7; i < v.n; i++ {
+			v.bits[i>>3] |= 1 << (i & 7)
+		}
+	} else if v.n&7 == 0 {
 		v.bits = append(v.bits, 0)
 	}
 	if ok {
@@ -83,6 +97,22 @@ func (v *validity) buffer() (*memory.Buffer, int) {
 	}
 	*v = validity{}
 	return b, nulls
+}
+
+// bitmap is a growing bitmap of values (for booleans).
+type bitmap struct {
+	bits []byte
+	n    int
+}
+
+func (m *bitmap) add(on bool) {
+	if m.n&7 == 0 {
+		m.bits = append(m.bits, 0)
+	}
+	if on {
+		m.bits[m.n>>3] |= 1 << (m.n & 7)
+	}
+	m.n++
 }
 
 type fixedCol[T int64 | float64 | int32] struct {
@@ -135,7 +165,7 @@ func (c *fixedCol[T]) finish() arrow.Array {
 }
 
 type boolCol struct {
-	vals  validity // value bits (a bitmap like validity)
+	vals  bitmap
 	valid validity
 }
 
@@ -174,7 +204,7 @@ func (c *boolCol) len() int { return c.valid.n }
 func (c *boolCol) finish() arrow.Array {
 	n := c.valid.n
 	bits := c.vals.bits
-	c.vals = validity{}
+	c.vals = bitmap{}
 	bm, nulls := c.valid.buffer()
 	d := array.NewData(arrow.FixedWidthTypes.Boolean, n, []*memory.Buffer{bm, memory.NewBufferBytes(bits)}, nil, nulls, 0)
 	defer d.Release()

@@ -369,3 +369,30 @@ func TestTSVAndParquetGlobSchemas(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+func TestValidityBitmap(t *testing.T) {
+	for _, pattern := range []string{"", "1", "0", "11111111", "111111110", "01", "1111111111111111101", "0000000000", "1010101010101010101"} {
+		t.Run(pattern, func(t *testing.T) {
+			var v validity
+			for _, c := range pattern {
+				v.add(c == '1')
+			}
+			buf, nulls := v.buffer()
+			if want := strings.Count(pattern, "0"); nulls != want {
+				t.Fatalf("%d nulls, want %d", nulls, want)
+			}
+			if nulls == 0 {
+				if buf != nil {
+					t.Fatal("a bitmap without nulls")
+				}
+				return
+			}
+			bits := buf.Bytes()
+			for i, c := range pattern {
+				if got := bits[i>>3]&(1<<(i&7)) != 0; got != (c == '1') {
+					t.Fatalf("bit %d = %v", i, got)
+				}
+			}
+		})
+	}
+}
