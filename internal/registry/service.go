@@ -176,7 +176,7 @@ func (s *Service) CreateModel(ctx context.Context, actor string, in CreateModelI
 // GetModel returns a model with its aliases and latest versions.
 func (s *Service) GetModel(ctx context.Context, name string) (RegisteredModel, error) {
 	if err := ValidateModelName(name); err != nil {
-		return RegisteredModel{}, fmt.Errorf("%w: model %q: %w", ErrNotFound, name, err)
+		return RegisteredModel{}, fmt.Errorf("%w: model %q (%v)", ErrNotFound, name, err)
 	}
 	return s.store.GetModel(ctx, name)
 }
@@ -569,7 +569,7 @@ func (s *Service) CreateVersion(ctx context.Context, actor string, in CreateVers
 // GetVersion returns one version.
 func (s *Service) GetVersion(ctx context.Context, model string, version int64) (ModelVersion, error) {
 	if err := ValidateModelName(model); err != nil {
-		return ModelVersion{}, fmt.Errorf("%w: model %q: %w", ErrNotFound, model, err)
+		return ModelVersion{}, fmt.Errorf("%w: model %q (%v)", ErrNotFound, model, err)
 	}
 	if version <= 0 {
 		return ModelVersion{}, fmt.Errorf("%w: version %d (versions start at 1)", ErrInvalid, version)
@@ -711,10 +711,10 @@ func (s *Service) SetAlias(ctx context.Context, actor string, in SetAliasInput) 
 // GetAlias returns an alias.
 func (s *Service) GetAlias(ctx context.Context, model, alias string) (Alias, error) {
 	if err := ValidateModelName(model); err != nil {
-		return Alias{}, fmt.Errorf("%w: model %q: %w", ErrNotFound, model, err)
+		return Alias{}, fmt.Errorf("%w: model %q (%v)", ErrNotFound, model, err)
 	}
 	if err := ValidateAlias(alias); err != nil {
-		return Alias{}, fmt.Errorf("%w: alias %q: %w", ErrNotFound, alias, err)
+		return Alias{}, fmt.Errorf("%w: alias %q (%v)", ErrNotFound, alias, err)
 	}
 	return s.store.GetAlias(ctx, model, alias)
 }
