@@ -138,7 +138,7 @@ func TestReopenAndSchemaVersion(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
-	for _, dsn := range []string{"", "sqlite:", "sqlite:/tmp/x.db?mode=ro", "postgres://127.0.0.1:1/none?connect_timeout=1"} {
+	for _, dsn := range []string{"", "sqlite:", "sqlite:registry.db?mode=ro", "postgres://127.0.0.1:1/none?connect_timeout=1"} {
 		if s, err := sqlstore.Open(context.Background(), dsn, nil); err == nil {
 			s.Close()
 			t.Errorf("Open(%q) succeeded", dsn)
