@@ -28,7 +28,18 @@ import (
 // (`kiln pipeline run --distributed`). The distributed package sets it from
 // the cli package (internal/cli/worker.go); nil means distributed runs are
 // not built in.
-var DistributedRun func(ctx context.Context, plan *pipeline.Plan, eng *pipeline.Engine, natsURL string, stderr io.Writer) (*pipeline.RunRecord, error)
+var DistributedRun func(ctx context.Context, plan *pipeline.Plan, eng *pipeline.Engine, o DistributedOptions) (*pipeline.RunRecord, error)
+
+// DistributedOptions are the choices of `kiln pipeline run --distributed`.
+type DistributedOptions struct {
+	// NATSURL is the NATS server holding the work queue.
+	NATSURL string
+	// Queue names the work queue ("": the default queue); workers must
+	// use the same (`kiln worker --queue`).
+	Queue string
+	// Progress receives the progress display.
+	Progress io.Writer
+}
 
 func newPipeline() *cobra.Command {
 	cmd := &cobra.Command{
@@ -139,6 +150,7 @@ func newPipelineRun() *cobra.Command {
 		modelRepo   string
 		distributed bool
 		natsURL     string
+		queue       string
 		progress    string
 		progEvery   time.Duration
 		logLevel    string
@@ -182,7 +194,7 @@ func newPipelineRun() *cobra.Command {
 				if DistributedRun == nil {
 					return &exitError{2, errors.New("--distributed: distributed runs are not built into this binary")}
 				}
-				rec, err = DistributedRun(ctx, plan, eng, natsURL, stderr)
+				rec, err = DistributedRun(ctx, plan, eng, DistributedOptions{NATSURL: natsURL, Queue: queue, Progress: stderr})
 			} else {
 				opts := pipeline.RunOptions{NoCache: noCache, ProgressEvery: progEvery}
 				switch progress {
@@ -217,6 +229,7 @@ func newPipelineRun() *cobra.Command {
 	f.StringVar(&modelRepo, "model-repository", os.Getenv("KILN_MODEL_REPOSITORY"), "load this model repository in-process so predict steps run here (env KILN_MODEL_REPOSITORY)")
 	f.BoolVar(&distributed, "distributed", false, "split the source into tasks on a NATS JetStream work queue processed by `kiln worker`")
 	f.StringVar(&natsURL, "nats", envOr("KILN_NATS", "nats://127.0.0.1:4222"), "NATS server for --distributed (env KILN_NATS)")
+	f.StringVar(&queue, "queue", os.Getenv("KILN_QUEUE"), "work queue for --distributed, the same as the workers' `kiln worker --queue` (env KILN_QUEUE; default kiln)")
 	f.StringVar(&progress, "progress", "auto", "progress display: auto (a bar on a terminal, log lines otherwise), bar or log")
 	f.BoolVar(&asJSON, "json", false, "print the run record as JSON instead of the summary table")
 	f.DurationVar(&progEvery, "progress-every", 10*time.Second, "interval of progress log lines (--progress log)")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
@@ -23,9 +22,10 @@ func init() {
 // --distributed`: $KILN_QUEUE, default "kiln".
 func queueFromEnv() string { return envOr("KILN_QUEUE", distributed.DefaultQueue) }
 
-// runDistributed queues plan's tasks and waits for the workers. The spec
-// travels as written: workers expand its ${VAR}s from their environment.
-func runDistributed(ctx context.Context, plan *pipeline.Plan, eng *pipeline.Engine, natsURL string, stderr io.Writer) (*pipeline.RunRecord, error) {
+// runDistributed queues plan's tasks on o.Queue (default: $KILN_QUEUE,
+// else "kiln") and waits for the workers. The spec travels as written:
+// workers expand its ${VAR}s from their environment.
+func runDistributed(ctx context.Context, plan *pipeline.Plan, eng *pipeline.Engine, o DistributedOptions) (*pipeline.RunRecord, error) {
 	if plan.File == "" {
 		return nil, &exitError{2, errors.New("--distributed needs the spec's file: workers parse it again")}
 	}
@@ -33,12 +33,16 @@ func runDistributed(ctx context.Context, plan *pipeline.Plan, eng *pipeline.Engi
 	if err != nil {
 		return nil, err
 	}
+	queue := o.Queue
+	if queue == "" {
+		queue = queueFromEnv()
+	}
 	return distributed.Submit(ctx, plan, distributed.SubmitOptions{
-		URL:      natsURL,
-		Queue:    distributed.Queue{Name: queueFromEnv()},
+		URL:      o.NATSURL,
+		Queue:    distributed.Queue{Name: queue},
 		Spec:     text,
 		Engine:   eng,
-		Progress: stderr,
+		Progress: o.Progress,
 	})
 }
 
