@@ -1176,6 +1176,10 @@ func testSearchVersions(t *testing.T, e *env) {
 		{"user_id = 'u-b'", nil, []string{"b/2", "b/1"}},
 		{"(name = 'a' OR name = 'b') AND (metrics.accuracy > 0.75 AND tags.env = 'prod')", nil, []string{"a/2"}},
 		{"format = 'onnx' AND name LIKE 'b'", nil, []string{"b/2", "b/1"}},
+		{"name = 'a' AND tags.env = 'prod'", nil, []string{"a/2"}},
+		{"name = 'a' AND metrics.accuracy >= 0.8 AND params.lr != '0.1'", nil, []string{"a/2"}},
+		{"name = 'a' AND tags.env NOT IN ('prod')", nil, []string{"a/3", "a/1"}},
+		{"tags.env NOT IN ('prod') AND name = 'a'", []string{"version_number"}, []string{"a/1", "a/3"}},
 		{"", []string{"creation_timestamp DESC"}, []string{"b/2", "b/1", "a/3", "a/2", "a/1"}},
 		{"", []string{"last_updated_timestamp DESC"}, []string{"b/2", "a/2", "b/1", "a/3", "a/1"}},
 	}

@@ -13,6 +13,27 @@ type sqlBuilder struct {
 	s      *Store
 	target registry.Target
 	args   []any
+	// correlate: the filter pins one model name, so few rows qualify and
+	// key/value conditions are cheapest as per-row primary-key probes
+	correlate bool
+}
+
+// pinsName reports whether e requires name = '<value>' at its top level.
+func pinsName(e *registry.Expr) bool {
+	if e == nil {
+		return false
+	}
+	switch e.Logic {
+	case registry.LogicCond:
+		return e.Cond.Field.Kind == registry.FieldName && e.Cond.Op == registry.OpEq
+	case registry.LogicAnd:
+		for _, a := range e.Args {
+			if pinsName(a) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (b *sqlBuilder) arg(v any) string {
@@ -64,6 +85,7 @@ func (b *sqlBuilder) column(k registry.FieldKind) (string, error) {
 
 func (b *sqlBuilder) where(q registry.Query) (string, error) {
 	var parts []string
+	b.correlate = b.target == registry.TargetVersions && pinsName(q.Filter)
 	if q.Filter != nil {
 		f, err := b.expr(q.Filter)
 		if err != nil {
@@ -195,6 +217,23 @@ func (b *sqlBuilder) cond(c *registry.Cond) (string, error) {
 		cc := *c
 		cc.Op = pos
 		key := b.arg(c.Field.Key)
+		if b.correlate {
+			// "+" keeps SQLite on the (owner, key) primary key rather
+			// than the (key, value) index
+			val := "x.value"
+			if b.s.dialect == dialectSQLite {
+				val = "+x.value"
+			}
+			inner, err := b.cmp(val, &cc, c.Field.Kind == registry.FieldMetric)
+			if err != nil {
+				return "", err
+			}
+			s := "EXISTS (SELECT 1 FROM " + table + " x WHERE x." + col + " = " + owner + " AND x.key = " + key + " AND " + inner + ")"
+			if neg {
+				s = "NOT " + s
+			}
+			return s, nil
+		}
 		inner, err := b.cmp("x.value", &cc, c.Field.Kind == registry.FieldMetric)
 		if err != nil {
 			return "", err
@@ -328,6 +367,14 @@ func (b *sqlBuilder) keyset(keys []registry.OrderKey, cursor string) (string, er
 			vals[i] = n
 		}
 	}
+	// the leading bound (k1 >= v1, or <= when descending) lets the database
+	// seek to the page instead of scanning from the start; the OR
+	// expansion then drops the rows at or before the cursor
+	lead := " >= "
+	if keys[0].Desc {
+		lead = " <= "
+	}
+	bound := cols[0] + lead + b.arg(vals[0])
 	var ors []string
 	for i := range keys {
 		var ands []string
@@ -341,5 +388,5 @@ func (b *sqlBuilder) keyset(keys []registry.OrderKey, cursor string) (string, er
 		ands = append(ands, cols[i]+op+b.arg(vals[i]))
 		ors = append(ors, "("+strings.Join(ands, " AND ")+")")
 	}
-	return "(" + strings.Join(ors, " OR ") + ")", nil
+	return "(" + bound + " AND (" + strings.Join(ors, " OR ") + "))", nil
 }
