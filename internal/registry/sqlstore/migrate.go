@@ -152,6 +152,12 @@ var migrations = []migration{
 		`CREATE INDEX registry_models_created ON registry_models (created_at, name)`,
 		`CREATE INDEX registry_models_updated ON registry_models (updated_at, name)`,
 	}},
+	// 5: a copy of the immutable metrics and params on the version row, so
+	// reading a version needs no query per key/value table (the tables stay
+	// for filtering; rows from before have an empty copy and use them)
+	{5, []string{
+		`ALTER TABLE registry_versions ADD COLUMN immutable_json TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // migrate brings the schema to the newest version in one transaction.

@@ -196,3 +196,44 @@ func TestPostgresNotify(t *testing.T) {
 		}
 	}
 }
+
+// TestRowsWithoutImmutableCopy reads versions written before migration 5
+// (no copy of metrics and params on the row) from the key/value tables.
+func TestRowsWithoutImmutableCopy(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "registry.db")
+	s, err := sqlstore.Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	svc := registry.NewService(s, registry.Options{})
+	if _, err := svc.CreateModel(ctx, "a", registry.CreateModelInput{Name: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	in := registry.CreateVersionInput{Model: "m", Artifact: registry.Artifact{Digest: "sha256:" + hex.EncodeToString(make([]byte, 32))},
+		Metrics: map[string]registry.Metric{"acc": {Value: 0.5, Direction: registry.HigherIsBetter}},
+		Params:  map[string]string{"lr": "0.1"}, Tags: map[string]string{"t": "1"}}
+	for i := 0; i < 2; i++ {
+		if _, _, err := svc.CreateVersion(ctx, "a", in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE registry_versions SET immutable_json = '' WHERE version = 1`); err != nil {
+		t.Fatal(err)
+	}
+	p, err := svc.SearchVersions(ctx, registry.SearchQuery{Filter: "name = 'm'"})
+	if err != nil || len(p.Versions) != 2 {
+		t.Fatalf("search = %+v, %v", p, err)
+	}
+	for _, v := range p.Versions {
+		if !reflect.DeepEqual(v.Metrics, in.Metrics) || !reflect.DeepEqual(v.Params, in.Params) || !reflect.DeepEqual(v.Tags, in.Tags) {
+			t.Fatalf("version %d = metrics %v params %v tags %v", v.Version, v.Metrics, v.Params, v.Tags)
+		}
+	}
+}

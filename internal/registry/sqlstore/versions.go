@@ -15,12 +15,22 @@ import (
 
 const versionCols = `v.id, v.model_id, v.model_name, v.version, v.artifact_digest, v.artifact_size, v.artifact_format, v.artifact_manifest,
 	v.signature, v.lineage, v.source, v.run_id, v.run_link, v.status, v.status_message, v.description, v.stage,
-	v.created_by, v.created_at, v.updated_by, v.updated_at, COALESCE(v.idempotency_key, ''), v.content_digest`
+	v.created_by, v.created_at, v.updated_by, v.updated_at, COALESCE(v.idempotency_key, ''), v.content_digest, v.immutable_json`
 
 type versionRow struct {
 	id      int64
 	modelID int64
 	v       registry.ModelVersion
+	// cached: metrics and params came from the row's immutable_json
+	cached bool
+}
+
+// immutableJSON is the row copy of a version's metrics and params (they
+// never change, so the copy cannot go stale); rows written before
+// migration 5 have none and are read from the key/value tables.
+type immutableJSON struct {
+	Metrics map[string]registry.Metric `json:"metrics"`
+	Params  map[string]string          `json:"params"`
 }
 
 type versionKey struct {
@@ -30,14 +40,21 @@ type versionKey struct {
 
 func scanVersion(sc interface{ Scan(...any) error }) (versionRow, error) {
 	var r versionRow
-	var sig, lin, stage, status string
+	var sig, lin, stage, status, imm string
 	var manifest int
 	var created, updated int64
 	v := &r.v
 	if err := sc.Scan(&r.id, &r.modelID, &v.Model, &v.Version, &v.Artifact.Digest, &v.Artifact.Size, &v.Artifact.Format, &manifest,
 		&sig, &lin, &v.Source, &v.RunID, &v.RunLink, &status, &v.StatusMessage, &v.Description, &stage,
-		&v.CreatedBy, &created, &v.UpdatedBy, &updated, &v.IdempotencyKey, &v.ContentDigest); err != nil {
+		&v.CreatedBy, &created, &v.UpdatedBy, &updated, &v.IdempotencyKey, &v.ContentDigest, &imm); err != nil {
 		return r, err
+	}
+	if imm != "" {
+		var ij immutableJSON
+		if err := json.Unmarshal([]byte(imm), &ij); err != nil {
+			return r, fmt.Errorf("decode metrics and params of %s version %d: %w", v.Model, v.Version, err)
+		}
+		v.Metrics, v.Params, r.cached = ij.Metrics, ij.Params, true
 	}
 	v.Artifact.Manifest = manifest != 0
 	v.Stage, v.Status = registry.Stage(stage), registry.Status(status)
@@ -61,16 +78,26 @@ func (s *Store) hydrateVersions(ctx context.Context, q querier, rows []versionRo
 	byKey := make(map[versionKey]*registry.ModelVersion, len(rows))
 	ids := make([]any, len(rows))
 	modelIDs := map[int64]bool{}
+	var uncached []any
 	for i := range rows {
 		v := &rows[i].v
-		v.Metrics, v.Params, v.Tags, v.Aliases = map[string]registry.Metric{}, map[string]string{}, map[string]string{}, []string{}
+		if v.Metrics == nil {
+			v.Metrics = map[string]registry.Metric{}
+		}
+		if v.Params == nil {
+			v.Params = map[string]string{}
+		}
+		v.Tags, v.Aliases = map[string]string{}, []string{}
 		byID[rows[i].id] = v
 		byKey[versionKey{rows[i].modelID, v.Version}] = v
 		ids[i] = rows[i].id
 		modelIDs[rows[i].modelID] = true
+		if !rows[i].cached {
+			uncached = append(uncached, rows[i].id)
+		}
 	}
-	for from := 0; from < len(ids); from += 500 {
-		chunk := ids[from:min(from+500, len(ids))]
+	for from := 0; from < len(uncached); from += 500 {
+		chunk := uncached[from:min(from+500, len(uncached))]
 		in := placeholders(len(chunk))
 		if err := s.eachRow(ctx, q, `SELECT version_id, key, value, direction FROM registry_version_metrics WHERE version_id IN (`+in+`)`, chunk, func(rs *sql.Rows) error {
 			var id int64
@@ -84,24 +111,30 @@ func (s *Store) hydrateVersions(ctx context.Context, q querier, rows []versionRo
 		}); err != nil {
 			return nil, fmt.Errorf("load metrics: %w", err)
 		}
-		for _, t := range []struct {
-			table string
-			set   func(v *registry.ModelVersion, k, val string)
-		}{
-			{"registry_version_params", func(v *registry.ModelVersion, k, val string) { v.Params[k] = val }},
-			{"registry_version_tags", func(v *registry.ModelVersion, k, val string) { v.Tags[k] = val }},
-		} {
-			if err := s.eachRow(ctx, q, `SELECT version_id, key, value FROM `+t.table+` WHERE version_id IN (`+in+`)`, chunk, func(rs *sql.Rows) error {
-				var id int64
-				var k, val string
-				if err := rs.Scan(&id, &k, &val); err != nil {
-					return err
-				}
-				t.set(byID[id], k, val)
-				return nil
-			}); err != nil {
-				return nil, fmt.Errorf("load %s: %w", t.table, err)
+		if err := s.eachRow(ctx, q, `SELECT version_id, key, value FROM registry_version_params WHERE version_id IN (`+in+`)`, chunk, func(rs *sql.Rows) error {
+			var id int64
+			var k, val string
+			if err := rs.Scan(&id, &k, &val); err != nil {
+				return err
 			}
+			byID[id].Params[k] = val
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("load params: %w", err)
+		}
+	}
+	for from := 0; from < len(ids); from += 500 {
+		chunk := ids[from:min(from+500, len(ids))]
+		if err := s.eachRow(ctx, q, `SELECT version_id, key, value FROM registry_version_tags WHERE version_id IN (`+placeholders(len(chunk))+`)`, chunk, func(rs *sql.Rows) error {
+			var id int64
+			var k, val string
+			if err := rs.Scan(&id, &k, &val); err != nil {
+				return err
+			}
+			byID[id].Tags[k] = val
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("load tags: %w", err)
 		}
 	}
 	mids := make([]any, 0, len(modelIDs))
@@ -125,6 +158,13 @@ func (s *Store) hydrateVersions(ctx context.Context, q querier, rows []versionRo
 		sort.Strings(v.Aliases)
 	}
 	return rows, nil
+}
+
+func nonNil[V any](m map[string]V) map[string]V {
+	if m == nil {
+		return map[string]V{}
+	}
+	return m
 }
 
 func (s *Store) eachRow(ctx context.Context, q querier, query string, args []any, fn func(*sql.Rows) error) error {
@@ -196,6 +236,10 @@ func (s *Store) CreateVersion(ctx context.Context, v registry.ModelVersion) (reg
 	if err != nil {
 		return registry.ModelVersion{}, false, fmt.Errorf("encode lineage: %w", err)
 	}
+	imm, err := json.Marshal(immutableJSON{Metrics: nonNil(v.Metrics), Params: nonNil(v.Params)})
+	if err != nil {
+		return registry.ModelVersion{}, false, fmt.Errorf("encode metrics and params: %w", err)
+	}
 	var out registry.ModelVersion
 	created := false
 	err = s.write(ctx, func(tx *sql.Tx) error {
@@ -232,11 +276,11 @@ func (s *Store) CreateVersion(ctx context.Context, v registry.ModelVersion) (reg
 		var id int64
 		err = tx.QueryRowContext(ctx, s.q(`INSERT INTO registry_versions (model_id, model_name, version, artifact_digest, artifact_size, artifact_format,
 			artifact_manifest, signature, lineage, source, run_id, run_link, status, status_message, description, stage,
-			created_by, created_at, updated_by, updated_at, idempotency_key, content_digest)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+			created_by, created_at, updated_by, updated_at, idempotency_key, content_digest, immutable_json)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 			modelID, v.Model, num, v.Artifact.Digest, v.Artifact.Size, v.Artifact.Format, manifest, string(sig), string(lin),
 			v.Source, v.RunID, v.RunLink, string(v.Status), v.StatusMessage, v.Description, string(v.Stage),
-			v.CreatedBy, micros(v.CreatedAt), v.UpdatedBy, micros(v.UpdatedAt), idem, v.ContentDigest).Scan(&id)
+			v.CreatedBy, micros(v.CreatedAt), v.UpdatedBy, micros(v.UpdatedAt), idem, v.ContentDigest, string(imm)).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("insert %s version %d: %w", v.Model, num, err)
 		}
