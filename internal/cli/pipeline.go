@@ -116,6 +116,15 @@ func newPipelineValidate() *cobra.Command {
 	return cmd
 }
 
+// reapRuns marks the runs of dead processes of this host failed before
+// they are shown; a failure is a warning (the records are shown as they
+// are).
+func reapRuns(ctx context.Context, store pipeline.RunStore, stderr io.Writer) {
+	if _, err := pipeline.ReapRuns(ctx, store, nil); err != nil {
+		fmt.Fprintf(stderr, "warning: marking runs of exited processes failed: %v\n", err)
+	}
+}
+
 func sinkNames(p *pipeline.Plan) string {
 	names := make([]string, len(p.Sinks))
 	for i, s := range p.Sinks {
@@ -178,6 +187,9 @@ func newPipelineRun() *cobra.Command {
 			}
 			defer store.Close()
 			eng := &pipeline.Engine{Logger: log, DataDir: sf.dataDir, Runs: store}
+			if _, err := pipeline.ReapRuns(ctx, store, log); err != nil {
+				log.Warn("marking runs of exited processes failed", "err", err)
+			}
 			if err := eng.PruneCache(log); err != nil {
 				log.Warn("pruning the result cache", "err", err)
 			}
@@ -345,6 +357,7 @@ func newPipelineRuns() *cobra.Command {
 				return err
 			}
 			defer store.Close()
+			reapRuns(cmd.Context(), store, cmd.ErrOrStderr())
 			runs, err := store.ListRuns(cmd.Context(), limit)
 			if err != nil {
 				return err
@@ -381,6 +394,7 @@ func newPipelineRuns() *cobra.Command {
 				return err
 			}
 			defer store.Close()
+			reapRuns(cmd.Context(), store, cmd.ErrOrStderr())
 			r, err := store.GetRun(cmd.Context(), args[0])
 			if err != nil {
 				return &exitError{1, err}

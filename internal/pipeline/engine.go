@@ -174,7 +174,7 @@ func buildSink(ctx context.Context, c Component, env Env) (Sink, error) {
 func (e *Engine) Run(ctx context.Context, plan *Plan, opts RunOptions) (*RunRecord, error) {
 	log := e.logger()
 	start := e.now()
-	rec := &RunRecord{ID: opts.ID, Pipeline: plan.Name, SpecDigest: plan.Digest, Status: StatusRunning, Started: start.UTC()}
+	rec := &RunRecord{ID: opts.ID, Pipeline: plan.Name, SpecDigest: plan.Digest, Status: StatusRunning, Started: start.UTC(), Owner: CurrentOwner()}
 	if rec.ID == "" {
 		rec.ID = NewRunID(start)
 	}

@@ -63,6 +63,9 @@ type RunRecord struct {
 	Lineage []ModelRef `json:"lineage,omitempty"`
 	// CacheKey is the result-cache key ("" when the run was not cacheable).
 	CacheKey string `json:"cache_key,omitempty"`
+	// Owner is the process executing the run (nil in records made before
+	// owners were recorded).
+	Owner *RunOwner `json:"owner,omitempty"`
 }
 
 // RunStore keeps run records (internal/pipeline/runstore implements it on

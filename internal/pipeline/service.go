@@ -40,7 +40,21 @@ func NewService(e *Engine, lookup LookupFunc, maxRuns int) *Service {
 		maxRuns = 4
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Service{engine: e, lookup: lookup, max: maxRuns, running: map[string]context.CancelFunc{}, ctx: ctx, stop: stop}
+	s := &Service{engine: e, lookup: lookup, max: maxRuns, running: map[string]context.CancelFunc{}, ctx: ctx, stop: stop}
+	// Runs left "running" by a process of this host that died (kill -9)
+	// are marked failed now that this one starts.
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	s.reap(rctx)
+	cancel()
+	return s
+}
+
+// reap marks the runs of dead processes of this host failed; a failure
+// is logged (the records stay as they were).
+func (s *Service) reap(ctx context.Context) {
+	if _, err := ReapRuns(ctx, s.engine.Runs, s.engine.logger()); err != nil {
+		s.engine.logger().Warn("marking runs of exited processes failed", "err", err)
+	}
 }
 
 // Submit parses spec and starts a run. With wait it returns the finished
@@ -113,11 +127,13 @@ func (s *Service) Submit(ctx context.Context, name string, spec []byte, noCache,
 
 // Get returns a run's record.
 func (s *Service) Get(ctx context.Context, id string) (*RunRecord, error) {
+	s.reap(ctx)
 	return s.engine.Runs.GetRun(ctx, id)
 }
 
 // List returns the newest runs.
 func (s *Service) List(ctx context.Context, limit int) ([]*RunRecord, error) {
+	s.reap(ctx)
 	return s.engine.Runs.ListRuns(ctx, limit)
 }
 

@@ -114,6 +114,9 @@ var migrations = []string{
 		PRIMARY KEY (run_id, model, version)
 	)`,
 	`CREATE INDEX pipeline_run_models_model ON pipeline_run_models (model, version)`,
+	// The process executing the run (JSON; '' before owners were recorded).
+	`ALTER TABLE pipeline_runs ADD COLUMN owner TEXT NOT NULL DEFAULT ''`,
+	`CREATE INDEX pipeline_runs_status ON pipeline_runs (status)`,
 }
 
 func (s *Store) q(query string) string {
@@ -194,15 +197,30 @@ func (s *Store) CreateRun(ctx context.Context, r *pipeline.RunRecord) error {
 	if err != nil {
 		return err
 	}
+	owner, err := encodeOwner(r)
+	if err != nil {
+		return err
+	}
 	_, err = s.db.ExecContext(ctx, s.q(`INSERT INTO pipeline_runs
-		(id, pipeline, spec_digest, status, error, started_ns, finished_ns, duration_ns, rows_in, rows_out, rows_rejected, cache_key, stages, params)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		(id, pipeline, spec_digest, status, error, started_ns, finished_ns, duration_ns, rows_in, rows_out, rows_rejected, cache_key, stages, params, owner)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		r.ID, r.Pipeline, r.SpecDigest, r.Status, r.Error, nanos(r.Started), nanos(r.Finished), int64(r.Duration),
-		r.RowsIn, r.RowsOut, r.RowsRejected, r.CacheKey, stages, params)
+		r.RowsIn, r.RowsOut, r.RowsRejected, r.CacheKey, stages, params, owner)
 	if err != nil {
 		return fmt.Errorf("insert run %s: %w", r.ID, err)
 	}
 	return nil
+}
+
+func encodeOwner(r *pipeline.RunRecord) (string, error) {
+	if r.Owner == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(r.Owner)
+	if err != nil {
+		return "", fmt.Errorf("encode owner: %w", err)
+	}
+	return string(b), nil
 }
 
 func encode(r *pipeline.RunRecord) (string, string, error) {
@@ -231,15 +249,19 @@ func (s *Store) UpdateRun(ctx context.Context, r *pipeline.RunRecord) error {
 	if err != nil {
 		return err
 	}
+	owner, err := encodeOwner(r)
+	if err != nil {
+		return err
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("update run %s: %w", r.ID, err)
 	}
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, s.q(`UPDATE pipeline_runs SET pipeline = ?, spec_digest = ?, status = ?, error = ?, started_ns = ?,
-		finished_ns = ?, duration_ns = ?, rows_in = ?, rows_out = ?, rows_rejected = ?, cache_key = ?, stages = ?, params = ? WHERE id = ?`),
+		finished_ns = ?, duration_ns = ?, rows_in = ?, rows_out = ?, rows_rejected = ?, cache_key = ?, stages = ?, params = ?, owner = ? WHERE id = ?`),
 		r.Pipeline, r.SpecDigest, r.Status, r.Error, nanos(r.Started), nanos(r.Finished), int64(r.Duration),
-		r.RowsIn, r.RowsOut, r.RowsRejected, r.CacheKey, stages, params, r.ID)
+		r.RowsIn, r.RowsOut, r.RowsRejected, r.CacheKey, stages, params, owner, r.ID)
 	if err != nil {
 		return fmt.Errorf("update run %s: %w", r.ID, err)
 	}
@@ -260,17 +282,23 @@ func (s *Store) UpdateRun(ctx context.Context, r *pipeline.RunRecord) error {
 	return nil
 }
 
-const cols = `id, pipeline, spec_digest, status, error, started_ns, finished_ns, duration_ns, rows_in, rows_out, rows_rejected, cache_key, stages, params`
+const cols = `id, pipeline, spec_digest, status, error, started_ns, finished_ns, duration_ns, rows_in, rows_out, rows_rejected, cache_key, stages, params, owner`
 
 type scanner interface{ Scan(dest ...any) error }
 
 func scanRun(sc scanner) (*pipeline.RunRecord, error) {
 	var r pipeline.RunRecord
 	var started, finished, dur int64
-	var stages, params string
+	var stages, params, owner string
 	if err := sc.Scan(&r.ID, &r.Pipeline, &r.SpecDigest, &r.Status, &r.Error, &started, &finished, &dur,
-		&r.RowsIn, &r.RowsOut, &r.RowsRejected, &r.CacheKey, &stages, &params); err != nil {
+		&r.RowsIn, &r.RowsOut, &r.RowsRejected, &r.CacheKey, &stages, &params, &owner); err != nil {
 		return nil, err
+	}
+	if owner != "" {
+		r.Owner = &pipeline.RunOwner{}
+		if err := json.Unmarshal([]byte(owner), r.Owner); err != nil {
+			return nil, fmt.Errorf("run %s: owner: %w", r.ID, err)
+		}
 	}
 	r.Started, r.Finished, r.Duration = fromNanos(started), fromNanos(finished), time.Duration(dur)
 	if err := json.Unmarshal([]byte(stages), &r.Stages); err != nil {
@@ -321,7 +349,16 @@ func (s *Store) ListRuns(ctx context.Context, limit int) ([]*pipeline.RunRecord,
 	if limit <= 0 {
 		limit = 50
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+cols+` FROM pipeline_runs ORDER BY started_ns DESC, id DESC LIMIT ?`), limit)
+	return s.list(ctx, s.q(`SELECT `+cols+` FROM pipeline_runs ORDER BY started_ns DESC, id DESC LIMIT ?`), limit)
+}
+
+// RunningRuns returns the runs recorded as running, newest first.
+func (s *Store) RunningRuns(ctx context.Context) ([]*pipeline.RunRecord, error) {
+	return s.list(ctx, s.q(`SELECT `+cols+` FROM pipeline_runs WHERE status = ? ORDER BY started_ns DESC, id DESC`), pipeline.StatusRunning)
+}
+
+func (s *Store) list(ctx context.Context, query string, args ...any) ([]*pipeline.RunRecord, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
