@@ -8,7 +8,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 FUZZTIME ?= 30000x
 export KILN_ORT_LIB ?= $(CURDIR)/$(ORT_DIR)/libonnxruntime.so.1
 
-.PHONY: all run build test unit fuzz lint ort bench bench-quick bench-deps clean
+.PHONY: all run build test unit fuzz lint ort bench bench-quick bench-pipelines bench-deps clean
 
 all: build
 
@@ -41,15 +41,23 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-## bench: package micro-benchmarks, then the side-by-side run (15-20 min) that writes docs/benchmarks.md
+## bench: package micro-benchmarks, then the side-by-side serving run (15-20 min), the registry search benchmark and the
+## pipeline benchmark (Kiln vs DuckDB vs pandas); each writes its own section of docs/benchmarks.md
 ## (a failing micro-benchmark is reported but does not stop the side-by-side run)
 bench: ort build bench-deps
 	-$(GO) test -run '^$$' -bench . -benchmem ./internal/tensor/ ./internal/httpapi/ ./internal/batching/ ./internal/inference/onnx/
 	$(GO) run ./bench/cmd/benchrun --kiln bin/kiln
+	$(GO) run ./bench/cmd/registrybench --doc docs/benchmarks.md
+	$(GO) run ./bench/cmd/pipebench --kiln bin/kiln
 
 ## bench-quick: a short side-by-side run (under 3 min) that writes bench/out/benchmarks.md
 bench-quick: ort build bench-deps
 	$(GO) run ./bench/cmd/benchrun --quick --kiln bin/kiln
+	$(GO) run ./bench/cmd/registrybench --versions 2000 --doc bench/out/benchmarks.md
+
+## bench-pipelines: only the pipeline benchmark (QUICK=1: small sizes, into bench/out/benchmarks.md)
+bench-pipelines: ort build bench-deps
+	$(GO) run ./bench/cmd/pipebench --kiln bin/kiln $(if $(QUICK),--quick)
 
 ## bench-deps: install what the side-by-side runs need (Debian python3 packages, wrk, Node.js)
 bench-deps:
