@@ -213,7 +213,9 @@ func TestRowsWithoutImmutableCopy(t *testing.T) {
 	}
 	in := registry.CreateVersionInput{Model: "m", Artifact: registry.Artifact{Digest: "sha256:" + hex.EncodeToString(make([]byte, 32))},
 		Metrics: map[string]registry.Metric{"acc": {Value: 0.5, Direction: registry.HigherIsBetter}},
-		Params:  map[string]string{"lr": "0.1"}, Tags: map[string]string{"t": "1"}}
+		Params:  map[string]string{"lr": "0.1"}, Tags: map[string]string{"t": "1"},
+		Signature: registry.Signature{Inputs: []registry.TensorSpec{{Name: "x", Datatype: "FP32", Shape: []int64{-1, 2}}}},
+		Lineage:   registry.Lineage{PipelineRunID: "run-1", DatasetDigests: []string{"sha256:aa"}}}
 	for i := 0; i < 2; i++ {
 		if _, _, err := svc.CreateVersion(ctx, "a", in); err != nil {
 			t.Fatal(err)
@@ -232,7 +234,8 @@ func TestRowsWithoutImmutableCopy(t *testing.T) {
 		t.Fatalf("search = %+v, %v", p, err)
 	}
 	for _, v := range p.Versions {
-		if !reflect.DeepEqual(v.Metrics, in.Metrics) || !reflect.DeepEqual(v.Params, in.Params) || !reflect.DeepEqual(v.Tags, in.Tags) {
+		if !reflect.DeepEqual(v.Metrics, in.Metrics) || !reflect.DeepEqual(v.Params, in.Params) || !reflect.DeepEqual(v.Tags, in.Tags) ||
+			!reflect.DeepEqual(v.Signature, in.Signature) || !reflect.DeepEqual(v.Lineage, in.Lineage) {
 			t.Fatalf("version %d = metrics %v params %v tags %v", v.Version, v.Metrics, v.Params, v.Tags)
 		}
 	}

@@ -25,12 +25,15 @@ type versionRow struct {
 	cached bool
 }
 
-// immutableJSON is the row copy of a version's metrics and params (they
-// never change, so the copy cannot go stale); rows written before
-// migration 5 have none and are read from the key/value tables.
+// immutableJSON is the row copy of a version's metrics, params, signature
+// and lineage (they never change, so the copy cannot go stale); rows
+// written before migration 5 have none and are read from the key/value
+// tables and the signature and lineage columns.
 type immutableJSON struct {
-	Metrics map[string]registry.Metric `json:"metrics"`
-	Params  map[string]string          `json:"params"`
+	Metrics   map[string]registry.Metric `json:"metrics"`
+	Params    map[string]string          `json:"params"`
+	Signature *registry.Signature        `json:"signature,omitempty"`
+	Lineage   *registry.Lineage          `json:"lineage,omitempty"`
 }
 
 type versionKey struct {
@@ -49,8 +52,9 @@ func scanVersion(sc interface{ Scan(...any) error }) (versionRow, error) {
 		&v.CreatedBy, &created, &v.UpdatedBy, &updated, &v.IdempotencyKey, &v.ContentDigest, &imm); err != nil {
 		return r, err
 	}
+	var ij immutableJSON
 	if imm != "" {
-		var ij immutableJSON
+		// one decode for everything immutable
 		if err := json.Unmarshal([]byte(imm), &ij); err != nil {
 			return r, fmt.Errorf("decode metrics and params of %s version %d: %w", v.Model, v.Version, err)
 		}
@@ -59,10 +63,14 @@ func scanVersion(sc interface{ Scan(...any) error }) (versionRow, error) {
 	v.Artifact.Manifest = manifest != 0
 	v.Stage, v.Status = registry.Stage(stage), registry.Status(status)
 	v.CreatedAt, v.UpdatedAt = fromMicros(created), fromMicros(updated)
-	if err := json.Unmarshal([]byte(sig), &v.Signature); err != nil {
+	if ij.Signature != nil {
+		v.Signature = *ij.Signature
+	} else if err := json.Unmarshal([]byte(sig), &v.Signature); err != nil {
 		return r, fmt.Errorf("decode signature of %s version %d: %w", v.Model, v.Version, err)
 	}
-	if err := json.Unmarshal([]byte(lin), &v.Lineage); err != nil {
+	if ij.Lineage != nil {
+		v.Lineage = *ij.Lineage
+	} else if err := json.Unmarshal([]byte(lin), &v.Lineage); err != nil {
 		return r, fmt.Errorf("decode lineage of %s version %d: %w", v.Model, v.Version, err)
 	}
 	return r, nil
@@ -236,7 +244,7 @@ func (s *Store) CreateVersion(ctx context.Context, v registry.ModelVersion) (reg
 	if err != nil {
 		return registry.ModelVersion{}, false, fmt.Errorf("encode lineage: %w", err)
 	}
-	imm, err := json.Marshal(immutableJSON{Metrics: nonNil(v.Metrics), Params: nonNil(v.Params)})
+	imm, err := json.Marshal(immutableJSON{Metrics: nonNil(v.Metrics), Params: nonNil(v.Params), Signature: &v.Signature, Lineage: &v.Lineage})
 	if err != nil {
 		return registry.ModelVersion{}, false, fmt.Errorf("encode metrics and params: %w", err)
 	}
