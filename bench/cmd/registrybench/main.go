@@ -84,6 +84,7 @@ func run() error {
 	defer store.Close()
 	svc := registry.NewService(store, registry.Options{})
 
+	load := loadAvg()
 	rng := rand.New(rand.NewPCG(o.seed, 7))
 	start := time.Now()
 	if err := populate(ctx, svc, o, rng); err != nil {
@@ -107,7 +108,7 @@ func run() error {
 	if err := writeText(os.Stdout, rows, o.target); err != nil {
 		return err
 	}
-	m := meta{Date: time.Now(), Machine: machine(), Command: commandLine(), Models: o.models, Versions: o.versions, Target: o.target, Populate: populated}
+	m := meta{Date: time.Now(), Machine: machine(), Command: commandLine(), Models: o.models, Versions: o.versions, Target: o.target, Populate: populated, Load: load}
 	if o.out != "" {
 		f, err := os.Create(o.out)
 		if err != nil {
@@ -304,6 +305,20 @@ func machine() string {
 		}
 	}
 	return fmt.Sprintf("%s, %d CPUs, %s/%s, %s", cpu, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+}
+
+// loadAvg returns the 1-minute load average, which says how busy the
+// machine was (the benchmarks share it with whatever else runs).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "unknown"
+	}
+	return f[0]
 }
 
 func commandLine() string {

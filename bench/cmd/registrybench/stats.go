@@ -63,14 +63,15 @@ type meta struct {
 	Versions int
 	Target   time.Duration
 	Populate time.Duration
+	Load     string // 1-minute load average at the start ("unknown" if unreadable)
 }
 
 // writeMarkdown writes the report as a Markdown fragment.
 func writeMarkdown(w io.Writer, m meta, rows []summary) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Registry search and list (SQLite)\n\n")
-	fmt.Fprintf(&b, "Measured %s on %s with `%s`: a SQLite registry with %d versions over %d models (tags, metrics, params, stages, aliases; populated through the registry service in %s), then each query kind run repeatedly through `registry.Service` (filter parsing, keyset pagination, whole objects with tags, metrics and aliases). Latencies in milliseconds; target p99 ≤ %s ms.\n\n",
-		m.Date.UTC().Format("2006-01-02 15:04 MST"), m.Machine, m.Command, m.Versions, m.Models, m.Populate.Round(time.Millisecond), ms(m.Target))
+	fmt.Fprintf(&b, "Measured %s on %s with `%s`: a SQLite registry with %d versions over %d models (tags, metrics, params, stages, aliases; populated through the registry service in %s), then each query kind run repeatedly through `registry.Service` (filter parsing, keyset pagination, whole objects with tags, metrics and aliases). Latencies in milliseconds; target p99 ≤ %s. The load average when the run started was %s.\n\n",
+		m.Date.UTC().Format("2006-01-02 15:04 MST"), m.Machine, m.Command, m.Versions, m.Models, m.Populate.Round(time.Millisecond), m.Target, m.Load)
 	fmt.Fprintf(&b, "| query | what | n | p50 | p90 | p99 | max | p99 ≤ target |\n|---|---|---:|---:|---:|---:|---:|---|\n")
 	for _, r := range rows {
 		ok := "yes"

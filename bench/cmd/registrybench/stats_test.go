@@ -49,12 +49,12 @@ func TestSummarizeAndReport(t *testing.T) {
 		t.Fatalf("summary = %+v", s)
 	}
 	var b bytes.Buffer
-	m := meta{Date: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC), Machine: "test box", Command: "registrybench", Models: 1, Versions: 4, Target: 10 * time.Millisecond}
+	m := meta{Date: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC), Machine: "test box", Command: "registrybench", Models: 1, Versions: 4, Target: 10 * time.Millisecond, Load: "0.42"}
 	if err := writeMarkdown(&b, m, []summary{s}); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"2026-01-02 03:04 UTC", "test box", "`registrybench`", "| k | a\\|b | 4 | 2.000 | 20.000 | 20.000 | 20.000 | **no** |"} {
+	for _, want := range []string{"2026-01-02 03:04 UTC", "test box", "≤ 10ms", "was 0.42", "`registrybench`", "| k | a\\|b | 4 | 2.000 | 20.000 | 20.000 | 20.000 | **no** |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
