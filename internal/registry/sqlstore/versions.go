@@ -55,7 +55,8 @@ func scanVersion(sc interface{ Scan(...any) error }) (versionRow, error) {
 	var ij immutableJSON
 	if imm != "" {
 		// one decode for everything immutable
-		if err := json.Unmarshal([]byte(imm), &ij); err != nil {
+		var err error
+		if ij, err = decodeImmutable([]byte(imm)); err != nil {
 			return r, fmt.Errorf("decode metrics and params of %s version %d: %w", v.Model, v.Version, err)
 		}
 		v.Metrics, v.Params, r.cached = ij.Metrics, ij.Params, true
