@@ -564,6 +564,9 @@ func (e *Engine) fit(ctx context.Context, plan *Plan, env Env, b *built, opts Ru
 		fitPlan.Sinks = []Component{{Kind: KindSink, Name: "fit", Stage: "fit." + strings.Join(stages, "+")}}
 		fitPlan.OnError = nil
 		fitPlan.Policy = policyDrop
+		// The fitters see the batches in source order, so that fitted
+		// parameters (floating-point sums) are the same on every run.
+		fitPlan.Settings.Ordered = true
 		fitOpts := opts
 		fitOpts.live = nil
 		if _, err := e.execute(ctx, &fitPlan, env, b.source, chain, []Sink{fitSink{fs: fitters, stages: stages}}, nil, nil, plan.Source.Name, fitOpts, log); err != nil {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 )
 
@@ -84,5 +85,48 @@ func TestFitGroups(t *testing.T) {
 				t.Errorf("fitGroups = %s, want %s", got, c.want)
 			}
 		})
+	}
+}
+
+// orderFitter records the first x of every batch it is fitted on.
+type orderFitter struct {
+	colFitter
+	firsts []int64
+}
+
+func (f *orderFitter) Fit(_ context.Context, in Batch) error {
+	if v := xs(in); len(v) > 0 {
+		f.firsts = append(f.firsts, v[0])
+	}
+	return nil
+}
+
+// TestFitPassInOrder: fitters see the batches in source order even with
+// parallel workers and no settings.ordered, so fitted parameters do not
+// depend on scheduling.
+func TestFitPassInOrder(t *testing.T) {
+	id, st := newTestState(t)
+	plan := mustParse(t, fmt.Sprintf(`source: {test_mem: {state: %[1]s, rows: 3000, batch: 10}}
+transforms: [test_filter: {mod: 1000}]
+sinks: [{test_sink: {state: %[1]s, id: a}}]
+settings: {parallelism: 4}
+`, id))
+	f := &orderFitter{colFitter: colFitter{known: true, keeps: true}}
+	b := &built{source: &memSource{cfg: &memSourceConfig{State: id, Rows: 3000, Batch: 10}, st: st}, transforms: []Transform{&filterT{cfg: &filterConfig{Mod: 1000, Reject: -1, Fail: -1, Panic: -1}}, f}}
+	plan.Transforms = append(plan.Transforms, Component{Kind: KindTransform, Name: "order", Stage: "transforms[1].order"})
+	if err := (&Engine{DataDir: t.TempDir()}).fit(context.Background(), plan, Env{Logger: slog.New(slog.DiscardHandler)}, b, RunOptions{}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.firsts) != 300 {
+		t.Fatalf("fitted on %d batches, want 300", len(f.firsts))
+	}
+	for i, v := range f.firsts {
+		want := int64(i * 10)
+		if want%1000 == 0 {
+			want++ // the filter dropped x = 0, 1000, 2000
+		}
+		if v != want {
+			t.Fatalf("batch %d starts at %d, want %d: not in source order", i, v, want)
+		}
 	}
 }
