@@ -1266,6 +1266,33 @@ func testPagination(t *testing.T, e *env) {
 	if err != nil || len(p2.Models) != 3 || p2.Models[0].Name != "model-03" {
 		t.Fatalf("second model page: %+v, %v", p2.Models, err)
 	}
+	for _, order := range [][]string{{"name DESC"}, {"last_updated_timestamp DESC"}, {"creation_timestamp"}} {
+		all, err := e.svc.SearchModels(e.ctx, registry.SearchQuery{OrderBy: order, MaxResults: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		tok := ""
+		for pages := 0; pages <= models; pages++ {
+			p, err := e.svc.SearchModels(e.ctx, registry.SearchQuery{OrderBy: order, MaxResults: 2, PageToken: tok})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range p.Models {
+				names = append(names, m.Name)
+			}
+			if tok = p.NextPageToken; tok == "" {
+				break
+			}
+		}
+		var want []string
+		for _, m := range all.Models {
+			want = append(want, m.Name)
+		}
+		if len(want) != models || !reflect.DeepEqual(names, want) {
+			t.Fatalf("models by %v in pages of 2 = %v, want %v", order, names, want)
+		}
+	}
 	// a token only continues the search it came from
 	_, err = e.svc.SearchModels(e.ctx, registry.SearchQuery{MaxResults: 3, PageToken: p.NextPageToken, Filter: "name LIKE 'model%'"})
 	wantErr(t, err, registry.ErrInvalid)
