@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -243,4 +244,46 @@ func FuzzCPUCount(f *testing.F) {
 			t.Fatalf("cpuCount(%q) = %d without an error", s, n)
 		}
 	})
+}
+
+func TestRenderFromSavedResults(t *testing.T) {
+	s := time.Second
+	res := &Results{
+		Date: "2026-01-01 00:00 UTC", Command: "go run ./bench/cmd/pipebench",
+		Machine:  Machine{CPUs: 2},
+		Settings: Settings{Rows: 2_000_000, Kept: 1_200_000, Runs: 1, QuietLimit: 0.3},
+		Contenders: []*Contender{
+			{Name: "kiln", Label: "Kiln", Runs: []Usage{{Wall: 4 * s, User: 6 * s, OtherCores: 0.9}}, OutputFormat: "parquet"},
+			{Name: "duckdb", Label: "DuckDB", Runs: []Usage{{Wall: 2 * s, User: 3 * s}}, OutputFormat: "parquet"},
+			{Name: "pandas", Label: "pandas", Skipped: "no pandas"},
+		},
+	}
+	path := filepath.Join(t.TempDir(), "results.json")
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadResults(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := renderMarkdown(got)
+	for _, want := range []string{
+		"| Kiln | 4.00 | 4.00 | 500,000 | 6.00 |",
+		"| Kiln ÷ DuckDB rows/s | 0.50 | ≥ 1.0 | FAIL |",
+		"| Kiln ÷ pandas rows/s | — | ≥ 10 | not measured |",
+		"| pandas | — |", "no pandas",
+		"up to 0.90 cores",
+		"Kiln 3.00 s, DuckDB 1.50 s (Kiln ÷ DuckDB 2.00)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if _, err := loadResults(filepath.Join(t.TempDir(), "none.json")); err == nil {
+		t.Error("a missing file loaded")
+	}
 }

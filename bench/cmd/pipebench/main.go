@@ -86,6 +86,7 @@ func mainErr() error {
 	flag.BoolVar(&o.memPeers, "mem-duckdb", true, "also run DuckDB once on the memory run's input, for comparison")
 	flag.StringVar(&o.python, "python", "/usr/bin/python3", "python3 with pandas (Debian python3-pandas)")
 	flag.StringVar(&o.outDir, "out", filepath.Join("bench", "out", "pipebench"), "work directory (generated data is cached in its data/)")
+	render := flag.String("render", "", "only rewrite the report from this results.json (as written into the work directory)")
 	flag.Parse()
 
 	if _, err := os.Stat("go.mod"); err != nil {
@@ -99,7 +100,13 @@ func mainErr() error {
 	h := &harness{o: o, logf: func(f string, a ...any) {
 		fmt.Fprintf(os.Stderr, "pipebench: "+f+"\n", a...)
 	}}
-	res, err := h.run(ctx)
+	var res *Results
+	var err error
+	if *render != "" {
+		res, err = loadResults(*render)
+	} else {
+		res, err = h.run(ctx)
+	}
 	if err != nil {
 		return err
 	}
@@ -544,4 +551,20 @@ func commandLine() string {
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
 	return strings.TrimSpace(s)
+}
+
+// loadResults reads a results.json written by an earlier run.
+func loadResults(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(res.Contenders) == 0 {
+		return nil, fmt.Errorf("%s: no contenders", path)
+	}
+	return &res, nil
 }

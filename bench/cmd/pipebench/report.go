@@ -268,6 +268,18 @@ func renderMarkdown(res *Results) string {
 		}
 		b.WriteString("\n")
 	}
+	if other := maxOtherLoad(res); other > s.QuietLimit {
+		fmt.Fprintf(&b, "Other processes kept up to %.2f cores of this %d-CPU machine busy during the runs (column *max other load*), "+
+			"so the wall times, and the rows/s derived from them, are pessimistic for every contender; CPU seconds are the "+
+			"steadier comparison.\n\n", other, res.Machine.CPUs)
+	}
+	if k, d := cpuPerRow(res, "kiln"), cpuPerRow(res, "duckdb"); k > 0 && d > 0 {
+		fmt.Fprintf(&b, "CPU per million input rows: Kiln %.2f s, DuckDB %.2f s (Kiln ÷ DuckDB %.2f)", k, d, k/d)
+		if p := cpuPerRow(res, "pandas"); p > 0 {
+			fmt.Fprintf(&b, ", pandas %.2f s", p)
+		}
+		b.WriteString(".\n\n")
+	}
 	b.WriteString("| target (issue #6) | measured | target | result |\n|---|---:|---|---|\n")
 	for _, r := range ratios(res) {
 		v := "—"
@@ -277,6 +289,9 @@ func renderMarkdown(res *Results) string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.What, v, r.Target, passMark(r))
 	}
 	b.WriteString("\n")
+	if m := res.Memory; m != nil && len(m.Results) > 1 {
+		b.WriteString("DuckDB runs with its default `memory_limit` (80 % of RAM) in the memory run: its peak RSS shows what it chose to use, not what it needs.\n")
+	}
 	for _, c := range res.Contenders {
 		if c.Name == "pandas" && c.OutputFormat == "csv" {
 			b.WriteString("pandas wrote CSV, not Parquet: no Parquet engine (pyarrow or fastparquet) is installable from Debian " +
@@ -351,4 +366,32 @@ func loadAvg() string {
 		return f[0]
 	}
 	return "unknown"
+}
+
+// maxOtherLoad is the most cores other processes kept busy during any
+// measured run.
+func maxOtherLoad(res *Results) float64 {
+	m := 0.0
+	for _, c := range res.Contenders {
+		for _, r := range c.Runs {
+			m = max(m, r.OtherCores)
+		}
+	}
+	if res.Memory != nil {
+		for _, r := range res.Memory.Results {
+			m = max(m, r.Usage.OtherCores)
+		}
+	}
+	return m
+}
+
+// cpuPerRow is a contender's median CPU seconds per million input rows
+// (0 when it has no run).
+func cpuPerRow(res *Results, name string) float64 {
+	for _, c := range res.Contenders {
+		if u, ok := c.Median(); ok && c.Name == name && res.Settings.Rows > 0 {
+			return u.CPU().Seconds() / (float64(res.Settings.Rows) / 1e6)
+		}
+	}
+	return 0
 }
