@@ -92,7 +92,8 @@ func FuzzExprErrorPosition(f *testing.F) {
 		_, err := pipeline.Parse("p.yaml", []byte(spec), nil)
 		var se pipeline.SpecErrors
 		if errors.As(err, &se) {
-			lines := strings.Split(spec, "\n")
+			// YAML breaks lines at \r\n, \r and \n alike.
+			lines := strings.Split(strings.ReplaceAll(strings.ReplaceAll(spec, "\r\n", "\n"), "\r", "\n"), "\n")
 			for _, e := range se {
 				if e.Pos.Line > len(lines) || e.Pos.Line > 0 && e.Pos.Col > len([]rune(lines[e.Pos.Line-1]))+1 {
 					t.Fatalf("error %v outside the file %q", e, spec)
