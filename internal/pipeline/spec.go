@@ -504,7 +504,7 @@ func (p *parseState) decodeBody(spec Spec, body ast.Node, key ast.Node) (any, bo
 			p.errorf(body, "%s: its short form names key %q, which its configuration does not have", what, spec.Scalar)
 			return nil, false
 		}
-		if err := yaml.NodeToValue(body, fv.Addr().Interface(), yaml.Strict()); err != nil {
+		if err := nodeToValue(body, fv.Addr().Interface()); err != nil {
 			p.yamlErr(err, body)
 			return nil, false
 		}
@@ -547,6 +547,18 @@ func (p *parseState) decodeBody(spec Spec, body ast.Node, key ast.Node) (any, bo
 	return cfg, true
 }
 
+// nodeToValue decodes a node strictly into v. The YAML library can panic
+// on some malformed values (found by fuzzing, e.g. a tagged scalar where a
+// list is expected); that becomes an error here, never a crash.
+func nodeToValue(n ast.Node, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: cannot decode this value (%v)", ErrInvalidSpec, r)
+		}
+	}()
+	return yaml.NodeToValue(n, v, yaml.Strict())
+}
+
 // decodeStrict decodes a node into v, unknown keys being errors.
 func (p *parseState) decodeStrict(n ast.Node, key ast.Node, v any, what string) bool {
 	if _, null := n.(*ast.NullNode); null || n == nil {
@@ -556,7 +568,7 @@ func (p *parseState) decodeStrict(n ast.Node, key ast.Node, v any, what string) 
 		p.errorf(n, "%s must be a mapping, not %s", what, kindOf(n))
 		return false
 	}
-	if err := yaml.NodeToValue(n, v, yaml.Strict()); err != nil {
+	if err := nodeToValue(n, v); err != nil {
 		var ue *yaml.UnknownFieldError
 		if errors.As(err, &ue) {
 			k := ""
