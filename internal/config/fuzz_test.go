@@ -12,6 +12,7 @@ func FuzzParseModel(f *testing.F) {
 		"inputs: [{name: x, datatype: FP32, dims: [-1, 3]}]", "parameters: {a: 1, b: true, c: x}",
 		"warmup: [{name: w, batch_size: 2, inputs: {x: {random_data: true, dims: [3]}}}]",
 		"{[", "max_batch_size: [1]", "version_policy: {latest: -3}",
+		"inputs: !0 00", // the YAML library panicked on a tagged scalar where a list belongs
 	} {
 		f.Add([]byte(s))
 	}

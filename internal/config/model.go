@@ -202,7 +202,7 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 func ParseModel(data []byte) (*Model, error) {
 	var m Model
 	if len(bytes.TrimSpace(data)) > 0 {
-		if err := yaml.UnmarshalWithOptions(data, &m, yaml.Strict()); err != nil {
+		if err := unmarshalStrict(data, &m); err != nil {
 			return nil, fmt.Errorf("%w: %s", ErrInvalid, yaml.FormatError(err, false, false))
 		}
 	}
@@ -312,4 +312,17 @@ func (p Params) ParamKeys() []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// unmarshalStrict decodes YAML strictly (unknown keys are errors). The YAML
+// library panics on some malformed values (e.g. a tagged scalar where a list
+// is expected, found by fuzzing); that becomes an error, never a crash of
+// the server reading the file.
+func unmarshalStrict(data []byte, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cannot decode the document (%v)", r)
+		}
+	}()
+	return yaml.UnmarshalWithOptions(data, v, yaml.Strict())
 }

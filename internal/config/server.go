@@ -60,7 +60,7 @@ func LoadServerFile(path string, s *Server) error {
 	if err != nil {
 		return err
 	}
-	if err := yaml.UnmarshalWithOptions(data, s, yaml.Strict()); err != nil {
+	if err := unmarshalStrict(data, s); err != nil {
 		return fmt.Errorf("%s: %w: %s", path, ErrInvalid, yaml.FormatError(err, false, false))
 	}
 	return nil
