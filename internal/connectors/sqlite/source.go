@@ -26,6 +26,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
+	"github.com/kilnai/kiln/internal/connectors/keyrange"
 	"github.com/kilnai/kiln/internal/pipeline"
 )
 
@@ -96,17 +97,7 @@ type source struct {
 	log  *slog.Logger
 	rows int
 	read atomic.Int64
-	part *keyRange // a distributed task's part of the query (nil: all)
-}
-
-// keyRange is a task's part of the query: lo <= split_column < hi (<= hi
-// for the last range; the first also takes null keys).
-type keyRange struct {
-	Lo    int64 `json:"lo"`
-	Hi    int64 `json:"hi"`
-	First bool  `json:"first,omitempty"`
-	Last  bool  `json:"last,omitempty"`
-	All   bool  `json:"all,omitempty"`
+	part *keyrange.Range // a distributed task's part of the query (nil: all)
 }
 
 // query returns the SQL and args that read the source's part.
@@ -115,15 +106,7 @@ func (s *source) query() (string, []any) {
 	if p == nil || p.All {
 		return s.cfg.Query, s.cfg.Args
 	}
-	col := quote(s.cfg.SplitColumn)
-	hiOp := "<"
-	if p.Last {
-		hiOp = "<="
-	}
-	cond := "(" + col + " >= ? and " + col + " " + hiOp + " ?)"
-	if p.First {
-		cond = "(" + cond + " or " + col + " is null)"
-	}
+	cond := p.Where(quote(s.cfg.SplitColumn), func(int) string { return "?" })
 	args := append(append([]any(nil), s.cfg.Args...), p.Lo, p.Hi)
 	return "select * from (" + s.cfg.Query + ") kiln_part where " + cond, args
 }
@@ -134,10 +117,7 @@ var _ pipeline.Splitter = (*source)(nil)
 // task for the whole query without split_column, or when it holds only
 // nulls).
 func (s *source) Split(ctx context.Context) ([]pipeline.Task, error) {
-	one := func() ([]pipeline.Task, error) {
-		b, _ := json.Marshal(keyRange{All: true})
-		return []pipeline.Task{{ID: "all", Spec: b}}, nil
-	}
+	one := func() ([]pipeline.Task, error) { return keyrange.Whole(), nil }
 	if s.cfg.SplitColumn == "" {
 		return one()
 	}
@@ -155,46 +135,16 @@ func (s *source) Split(ctx context.Context) ([]pipeline.Task, error) {
 	if !lo.Valid || !hi.Valid {
 		return one()
 	}
-	span := uint64(hi.Int64-lo.Int64) + 1
-	n := min(uint64(s.cfg.SplitTasks), span)
-	step := span / n
-	if span%n != 0 {
-		step++
-	}
-	var tasks []pipeline.Task
-	for i := uint64(0); i < n; i++ {
-		from := lo.Int64 + int64(i*step)
-		if i > 0 && from > hi.Int64 {
-			break
-		}
-		kr := keyRange{Lo: from, First: i == 0}
-		if i+1 == n || from+int64(step) > hi.Int64 {
-			kr.Hi, kr.Last = hi.Int64, true
-		} else {
-			kr.Hi = from + int64(step)
-		}
-		b, err := json.Marshal(kr)
-		if err != nil {
-			return nil, err
-		}
-		tasks = append(tasks, pipeline.Task{ID: fmt.Sprintf("%s-%d-%d", s.cfg.SplitColumn, kr.Lo, kr.Hi), Spec: b, Weight: kr.Hi - kr.Lo})
-		if kr.Last {
-			break
-		}
-	}
-	return tasks, nil
+	return keyrange.Tasks(s.cfg.SplitColumn, lo.Int64, hi.Int64, s.cfg.SplitTasks)
 }
 
 // OpenTask returns a source reading one key range.
 func (s *source) OpenTask(_ context.Context, t pipeline.Task) (pipeline.Source, error) {
-	var kr keyRange
-	if err := json.Unmarshal(t.Spec, &kr); err != nil {
-		return nil, fmt.Errorf("sqlite task %s: %w", t.ID, err)
+	kr, err := keyrange.Decode(t, "sqlite", s.cfg.SplitColumn)
+	if err != nil {
+		return nil, err
 	}
-	if !kr.All && (s.cfg.SplitColumn == "" || kr.Hi < kr.Lo) {
-		return nil, fmt.Errorf("sqlite task %s: a key range needs split_column and lo <= hi", t.ID)
-	}
-	return &source{cfg: s.cfg, log: s.log, rows: s.rows, part: &kr}, nil
+	return &source{cfg: s.cfg, log: s.log, rows: s.rows, part: kr}, nil
 }
 
 var (
