@@ -27,8 +27,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/kilnai/kiln/internal/connectors/keyrange"
 	"github.com/kilnai/kiln/internal/pipeline"
+	"github.com/kilnai/kiln/internal/pipeline/keyrange"
 )
 
 func init() {

@@ -26,8 +26,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
-	"github.com/kilnai/kiln/internal/connectors/keyrange"
 	"github.com/kilnai/kiln/internal/pipeline"
+	"github.com/kilnai/kiln/internal/pipeline/keyrange"
 )
 
 func init() {
