@@ -19,6 +19,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,6 +47,8 @@ type options struct {
 	doc        string
 	target     time.Duration
 	strict     bool
+	cpuprofile string
+	only       string
 }
 
 func run() error {
@@ -59,6 +63,8 @@ func run() error {
 	flag.StringVar(&o.doc, "doc", "", "replace the \"registry\" section of this Markdown document (e.g. docs/benchmarks.md)")
 	flag.DurationVar(&o.target, "target", 10*time.Millisecond, "p99 target per query kind")
 	flag.BoolVar(&o.strict, "strict", false, "exit with status 2 when a query kind misses the p99 target")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured queries to this file")
+	flag.StringVar(&o.only, "only", "", "comma-separated query kinds to run (default all)")
 	flag.Parse()
 	if o.models < 1 || o.versions < o.models || o.iterations < 1 || o.page < 1 || o.page > registry.MaxModelPage {
 		return fmt.Errorf("need --models >= 1, --versions >= --models, --iterations >= 1 and 1 <= --page <= %d", registry.MaxModelPage)
@@ -272,12 +278,30 @@ func measure(ctx context.Context, svc *registry.Service, o options, rng *rand.Ra
 			return err
 		}},
 	}
+	if o.only != "" {
+		want := strings.Split(o.only, ",")
+		kinds = slices.DeleteFunc(kinds, func(k kind) bool { return !slices.Contains(want, k.name) })
+		if len(kinds) == 0 {
+			return nil, fmt.Errorf("--only %q names no query kind", o.only)
+		}
+	}
 	samples := make([]sample, len(kinds))
 	for i, k := range kinds {
 		samples[i] = sample{kind: k.name, desc: k.desc}
 		if err := k.run(); err != nil { // warm-up, and a check that the query works
 			return nil, fmt.Errorf("%s: %w", k.name, err)
 		}
+	}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	for it := 0; it < o.iterations; it++ {
 		for i, k := range kinds {
@@ -324,7 +348,7 @@ func loadAvg() string {
 func commandLine() string {
 	args := []string{"go run ./bench/cmd/registrybench"}
 	flag.Visit(func(f *flag.Flag) {
-		if f.Name == "out" || f.Name == "doc" || f.Name == "db" {
+		if f.Name == "out" || f.Name == "doc" || f.Name == "db" || f.Name == "cpuprofile" {
 			return
 		}
 		args = append(args, "--"+f.Name+"="+f.Value.String())

@@ -162,37 +162,22 @@ func (s *Store) hydrateModels(ctx context.Context, q querier, rows []modelRow) (
 	if err := closeRows(rs); err != nil {
 		return nil, fmt.Errorf("load aliases: %w", err)
 	}
-	// latest version per stage (one row per model and stage)
-	rs, err = q.QueryContext(ctx, s.q(`SELECT v.id, v.model_id, v.version FROM registry_versions v
-		JOIN (SELECT model_id, stage, MAX(version) AS latest FROM registry_versions WHERE model_id IN (`+in+`) GROUP BY model_id, stage) t
-		ON v.model_id = t.model_id AND v.version = t.latest`), ids...)
+	// latest version per stage: one index seek per model and stage (a
+	// GROUP BY over the versions would read every version of the models)
+	vs, err := s.queryVersions(ctx, q, `WHERE v.id IN (SELECT (SELECT x.id FROM registry_versions x
+		WHERE x.model_id = m.id AND x.stage = st.stage ORDER BY x.version DESC LIMIT 1)
+		FROM registry_models m CROSS JOIN (`+stageTable+`) st WHERE m.id IN (`+in+`))`, ids...)
 	if err != nil {
 		return nil, fmt.Errorf("load latest versions: %w", err)
 	}
-	var vids []any
-	for rs.Next() {
-		var vid, mid, version int64
-		if err := rs.Scan(&vid, &mid, &version); err != nil {
-			rs.Close()
-			return nil, fmt.Errorf("load latest versions: %w", err)
-		}
-		vids = append(vids, vid)
-		if m := byID[mid]; version > m.LatestVersion {
-			m.LatestVersion = version
+	for _, v := range vs {
+		m := byID[v.modelID]
+		m.LatestVersions = append(m.LatestVersions, v.v)
+		if v.v.Version > m.LatestVersion {
+			m.LatestVersion = v.v.Version
 		}
 	}
-	if err := closeRows(rs); err != nil {
-		return nil, fmt.Errorf("load latest versions: %w", err)
-	}
-	if len(vids) > 0 {
-		vs, err := s.queryVersions(ctx, q, `WHERE v.id IN (`+placeholders(len(vids))+`)`, vids...)
-		if err != nil {
-			return nil, fmt.Errorf("load latest versions: %w", err)
-		}
-		for _, v := range vs {
-			m := byID[v.modelID]
-			m.LatestVersions = append(m.LatestVersions, v.v)
-		}
+	if len(vs) > 0 {
 		order := map[registry.Stage]int{}
 		for i, st := range registry.Stages() {
 			order[st] = i
@@ -205,6 +190,15 @@ func (s *Store) hydrateModels(ctx context.Context, q querier, rows []modelRow) (
 	}
 	return out, nil
 }
+
+// stageTable is a derived table of the stage names, one row each.
+var stageTable = func() string {
+	parts := make([]string, 0, len(registry.Stages()))
+	for _, st := range registry.Stages() {
+		parts = append(parts, "SELECT '"+string(st)+"' AS stage")
+	}
+	return strings.Join(parts, " UNION ALL ")
+}()
 
 func closeRows(rs *sql.Rows) error {
 	err := rs.Err()

@@ -1,7 +1,11 @@
 package sqlstore
 
 import (
+	"bytes"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 
 	"github.com/valyala/fastjson"
 
@@ -211,4 +215,77 @@ func decodeLineage(v *fastjson.Value) (registry.Lineage, error) {
 		}
 	}
 	return lin, nil
+}
+
+// immCacheSize bounds the decoded documents an immCache holds (a few
+// hundred bytes each).
+const immCacheSize = 8192
+
+// immCache remembers decoded immutable documents by version row id. An
+// entry is used only when the row's document is byte for byte the one it
+// was decoded from, so a reused row id (SQLite may reuse the id of a
+// deleted last row) or a row written by another replica can never be
+// served stale. Hits return deep copies: callers own what they get.
+type immCache struct {
+	mu sync.Mutex
+	m  map[int64]immEntry
+}
+
+type immEntry struct {
+	raw []byte
+	doc immutableJSON
+}
+
+// decode returns the decoded document raw of row id.
+func (c *immCache) decode(id int64, raw []byte) (immutableJSON, error) {
+	c.mu.Lock()
+	e, ok := c.m[id]
+	c.mu.Unlock()
+	if ok && bytes.Equal(e.raw, raw) {
+		return e.doc.clone(), nil
+	}
+	doc, err := decodeImmutable(raw)
+	if err != nil {
+		return doc, err
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[int64]immEntry, 256)
+	}
+	if len(c.m) >= immCacheSize {
+		for k := range c.m { // evict an arbitrary entry
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[id] = immEntry{raw: bytes.Clone(raw), doc: doc.clone()}
+	c.mu.Unlock()
+	return doc, nil
+}
+
+// clone returns a deep copy of d.
+func (d immutableJSON) clone() immutableJSON {
+	out := immutableJSON{Metrics: maps.Clone(d.Metrics), Params: maps.Clone(d.Params)}
+	if d.Signature != nil {
+		sig := registry.Signature{Inputs: cloneSpecs(d.Signature.Inputs), Outputs: cloneSpecs(d.Signature.Outputs)}
+		out.Signature = &sig
+	}
+	if d.Lineage != nil {
+		lin := *d.Lineage
+		lin.DatasetDigests = slices.Clone(lin.DatasetDigests)
+		out.Lineage = &lin
+	}
+	return out
+}
+
+func cloneSpecs(ts []registry.TensorSpec) []registry.TensorSpec {
+	if ts == nil {
+		return nil
+	}
+	out := make([]registry.TensorSpec, len(ts))
+	for i, t := range ts {
+		t.Shape = slices.Clone(t.Shape)
+		out[i] = t
+	}
+	return out
 }

@@ -74,3 +74,61 @@ func FuzzDecodeImmutable(f *testing.F) {
 		}
 	})
 }
+
+func TestImmCache(t *testing.T) {
+	full := immutableJSON{
+		Metrics:   map[string]registry.Metric{"acc": {Value: 0.9, Direction: registry.HigherIsBetter}},
+		Params:    map[string]string{"lr": "0.1"},
+		Signature: &registry.Signature{Inputs: []registry.TensorSpec{{Name: "x", Datatype: "FP32", Shape: []int64{-1, 4}}}},
+		Lineage:   &registry.Lineage{PipelineRunID: "r", DatasetDigests: []string{"sha256:aa"}},
+	}
+	other := immutableJSON{Metrics: map[string]registry.Metric{"f1": {Value: 0.5, Direction: registry.HigherIsBetter}}, Params: map[string]string{}}
+	raw := func(d immutableJSON) []byte {
+		b, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var c immCache
+	steps := []struct {
+		name string
+		id   int64
+		doc  immutableJSON
+	}{
+		{"miss", 1, full},
+		{"hit", 1, full},
+		{"same id, other document (reused row id)", 1, other},
+		{"back to the first document", 1, full},
+		{"other id", 2, other},
+	}
+	for _, st := range steps {
+		got, err := c.decode(st.id, raw(st.doc))
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		want, err := decodeImmutable(raw(st.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s:\n got %#v\nwant %#v", st.name, got, want)
+		}
+		// what a caller does to its copy must not reach the next reader
+		got.Metrics["acc"] = registry.Metric{Value: -1}
+		got.Params["lr"] = "changed"
+		if got.Signature != nil {
+			got.Signature.Inputs[0].Shape[1] = 99
+			got.Signature.Inputs[0].Name = "changed"
+		}
+		if got.Lineage != nil {
+			got.Lineage.DatasetDigests[0] = "changed"
+		}
+	}
+	if _, err := c.decode(3, []byte(`{"metrics":[]}`)); err == nil {
+		t.Fatal("a bad document decoded")
+	}
+	if _, ok := c.m[3]; ok {
+		t.Fatal("a bad document was cached")
+	}
+}

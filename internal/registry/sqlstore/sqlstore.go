@@ -42,6 +42,8 @@ type Store struct {
 	// creates counts committed version creations; every optimizeEvery of
 	// them SQLite refreshes its planner statistics
 	creates atomic.Int64
+	// imm keeps decoded immutable documents of recently read versions
+	imm immCache
 }
 
 // optimizeEvery is how many version creations pass between SQLite's

@@ -41,22 +41,24 @@ type versionKey struct {
 	version int64
 }
 
-func scanVersion(sc interface{ Scan(...any) error }) (versionRow, error) {
+// scanVersion reads one row of versionCols. The immutable document is
+// decoded through s.imm, so re-reading a version costs no JSON decoding.
+func (s *Store) scanVersion(rs *sql.Rows) (versionRow, error) {
 	var r versionRow
-	var sig, lin, stage, status, imm string
+	var sig, lin, imm sql.RawBytes
+	var stage, status string
 	var manifest int
 	var created, updated int64
 	v := &r.v
-	if err := sc.Scan(&r.id, &r.modelID, &v.Model, &v.Version, &v.Artifact.Digest, &v.Artifact.Size, &v.Artifact.Format, &manifest,
+	if err := rs.Scan(&r.id, &r.modelID, &v.Model, &v.Version, &v.Artifact.Digest, &v.Artifact.Size, &v.Artifact.Format, &manifest,
 		&sig, &lin, &v.Source, &v.RunID, &v.RunLink, &status, &v.StatusMessage, &v.Description, &stage,
 		&v.CreatedBy, &created, &v.UpdatedBy, &updated, &v.IdempotencyKey, &v.ContentDigest, &imm); err != nil {
 		return r, err
 	}
 	var ij immutableJSON
-	if imm != "" {
-		// one decode for everything immutable
+	if len(imm) > 0 {
 		var err error
-		if ij, err = decodeImmutable([]byte(imm)); err != nil {
+		if ij, err = s.imm.decode(r.id, imm); err != nil {
 			return r, fmt.Errorf("decode metrics and params of %s version %d: %w", v.Model, v.Version, err)
 		}
 		v.Metrics, v.Params, r.cached = ij.Metrics, ij.Params, true
@@ -66,12 +68,12 @@ func scanVersion(sc interface{ Scan(...any) error }) (versionRow, error) {
 	v.CreatedAt, v.UpdatedAt = fromMicros(created), fromMicros(updated)
 	if ij.Signature != nil {
 		v.Signature = *ij.Signature
-	} else if err := json.Unmarshal([]byte(sig), &v.Signature); err != nil {
+	} else if err := json.Unmarshal(sig, &v.Signature); err != nil {
 		return r, fmt.Errorf("decode signature of %s version %d: %w", v.Model, v.Version, err)
 	}
 	if ij.Lineage != nil {
 		v.Lineage = *ij.Lineage
-	} else if err := json.Unmarshal([]byte(lin), &v.Lineage); err != nil {
+	} else if err := json.Unmarshal(lin, &v.Lineage); err != nil {
 		return r, fmt.Errorf("decode lineage of %s version %d: %w", v.Model, v.Version, err)
 	}
 	return r, nil
@@ -197,7 +199,7 @@ func (s *Store) queryVersions(ctx context.Context, q querier, where string, args
 	}
 	var rows []versionRow
 	for rs.Next() {
-		r, err := scanVersion(rs)
+		r, err := s.scanVersion(rs)
 		if err != nil {
 			rs.Close()
 			return nil, err
