@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -51,6 +52,7 @@ type App struct {
 	grpcSrv  *grpc.Server
 	grpcLn   net.Listener
 	grpcAddr string
+	debugLn  net.Listener
 	runs     *runstore.Store
 	pipes    *pipeline.Service
 	regStore *sqlstore.Store
@@ -146,7 +148,30 @@ func New(cfg config.Server, log *slog.Logger) (*App, error) {
 		a.grpcLn = ln
 		a.grpcAddr = ln.Addr().String()
 	}
+	if cfg.DebugAddr != "" {
+		ln, err := net.Listen("tcp", cfg.DebugAddr)
+		if err != nil {
+			for _, l := range []net.Listener{a.httpLn, a.grpcLn} {
+				if l != nil {
+					l.Close()
+				}
+			}
+			return nil, fmt.Errorf("debug listener: %w", err)
+		}
+		a.debugLn = ln
+	}
 	return a, nil
+}
+
+// debugHandler serves Go's runtime profiles under /debug/pprof/.
+func debugHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // GRPCAddr is the address the gRPC API listens on ("" if disabled).
@@ -177,6 +202,16 @@ func (a *App) Run(ctx context.Context) error {
 			}
 		}()
 		a.log.Info("HTTP API listening", "addr", a.httpAddr)
+	}
+	var debugSrv *http.Server
+	if a.debugLn != nil {
+		debugSrv = &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := debugSrv.Serve(a.debugLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Warn("debug server", "err", err)
+			}
+		}()
+		a.log.Info("runtime profiles listening", "addr", a.debugLn.Addr().String()+"/debug/pprof/")
 	}
 	if a.grpcSrv != nil {
 		go func() {
@@ -238,6 +273,9 @@ func (a *App) Run(ctx context.Context) error {
 			a.grpcSrv.GracefulStop()
 		}
 	}()
+	if debugSrv != nil {
+		debugSrv.Close() // profiles in progress are cut
+	}
 	if srv != nil {
 		if err := srv.Shutdown(sctx); err != nil {
 			runErr = errors.Join(runErr, fmt.Errorf("http shutdown: %w", err))

@@ -33,6 +33,7 @@ type Server struct {
 	CacheSize       ByteSize `yaml:"cache_size" env:"KILN_CACHE_SIZE" usage:"byte budget of the in-process response cache"`
 	Registry        string   `yaml:"registry" env:"KILN_REGISTRY" usage:"model registry database: empty for SQLite at <data_dir>/registry.db, a SQLite path, or postgres://..."`
 	MaxUploadSize   ByteSize `yaml:"max_upload_size" env:"KILN_MAX_UPLOAD_SIZE" usage:"largest model artifact accepted by an upload"`
+	DebugAddr       string   `yaml:"debug_addr" env:"KILN_DEBUG_ADDR" usage:"listen address of Go's runtime profiles (/debug/pprof/); empty disables"`
 }
 
 // DefaultServer returns the defaults: loopback listeners, ./models, ./data.
@@ -115,7 +116,7 @@ func setField(f reflect.Value, raw string) error {
 // Validate checks the server configuration.
 func (s *Server) Validate() error {
 	var errs []error
-	for _, a := range []struct{ name, addr string }{{"http", s.HTTP}, {"grpc", s.GRPC}} {
+	for _, a := range []struct{ name, addr string }{{"http", s.HTTP}, {"grpc", s.GRPC}, {"debug", s.DebugAddr}} {
 		if a.addr == "" {
 			continue
 		}
