@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +56,7 @@ type RunOptions struct {
 	// counters while the run goes on (0: every 5s; < 0: never).
 	RecordEvery time.Duration
 
-	live *atomic.Pointer[runner] // the main pass, for live records
+	live *atomic.Pointer[liveRun] // the pass under way, for live records
 }
 
 func (e *Engine) now() time.Time {
@@ -242,7 +241,7 @@ func (e *Engine) recordLive(ctx context.Context, base RunRecord, opts *RunOption
 	if e.Runs == nil || every < 0 {
 		return func() {}
 	}
-	opts.live = new(atomic.Pointer[runner])
+	opts.live = new(atomic.Pointer[liveRun])
 	live := opts.live
 	done := make(chan struct{})
 	finished := make(chan struct{})
@@ -256,12 +255,12 @@ func (e *Engine) recordLive(ctx context.Context, base RunRecord, opts *RunOption
 				return
 			case <-t.C:
 			}
-			r := live.Load()
-			if r == nil {
+			l := live.Load()
+			if l == nil {
 				continue
 			}
 			snap := base
-			snap.Stages = r.stats()
+			snap.Stages = l.stats()
 			fillTotals(&snap, snap.Stages)
 			snap.Duration = e.now().UTC().Sub(snap.Started)
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -351,7 +350,7 @@ func (e *Engine) run(ctx context.Context, plan *Plan, env Env, rec *RunRecord, o
 					_ = b.source.Close()
 					b.source = nil
 					replay := &cacheSource{dir: entry.dir, parts: entry.Parts}
-					st, err := e.execute(ctx, plan, env, replay, nil, b.sinks, b.dlq, nil, "cache", opts, log)
+					st, err := e.execute(ctx, plan, env, replay, nil, b.sinks, b.dlq, nil, "cache", opts, pass{}, log)
 					if err == nil && b.dlq != nil && len(entry.DeadParts) > 0 {
 						err = replayDeadLetters(ctx, entry, b.dlq, st)
 					}
@@ -386,15 +385,14 @@ func (e *Engine) run(ctx context.Context, plan *Plan, env Env, rec *RunRecord, o
 			}
 		}
 	}
-	if err := e.fit(ctx, plan, env, b, opts, log); err != nil {
-		if cw != nil {
-			_ = cw.Close(closeCtx, err)
-		}
-		return err
+	var cacheSink Sink
+	if cw != nil {
+		cacheSink = cw
 	}
+	st, fitted, err := e.passes(ctx, plan, env, b, cacheSink, opts, log)
 	params := map[string]map[string]any{}
 	for i, t := range b.transforms {
-		if f, ok := t.(Fitter); ok {
+		if f, ok := t.(Fitter); ok && (fitted[i] || !f.NeedsFit()) {
 			if p := f.Params(); len(p) > 0 {
 				params[plan.Transforms[i].Stage] = p
 			}
@@ -403,12 +401,6 @@ func (e *Engine) run(ctx context.Context, plan *Plan, env Env, rec *RunRecord, o
 	if len(params) > 0 {
 		rec.Params = params
 	}
-
-	var cacheSink Sink
-	if cw != nil {
-		cacheSink = cw
-	}
-	st, err := e.execute(ctx, plan, env, b.source, b.transforms, b.sinks, b.dlq, cacheSink, plan.Source.Name, opts, log)
 	rec.Stages = st
 	fillTotals(rec, st)
 	if cerr := b.source.Close(); cerr != nil && err == nil {
@@ -523,64 +515,6 @@ func (e *Engine) loadParams(ctx context.Context, plan *Plan, ts []Transform) err
 	return nil
 }
 
-// fit runs the fitting passes of the transforms that need one: the source
-// is read through fresh instances of the transforms before the pass (so
-// stateful transforms such as dedupe start clean in the main pass) and the
-// already fitted ones. Consecutive Fitters share one pass when that gives
-// each the data it would see alone (fitGroups).
-func (e *Engine) fit(ctx context.Context, plan *Plan, env Env, b *built, opts RunOptions, log *slog.Logger) error {
-	for _, g := range fitGroups(b.transforms) {
-		j := g[0]
-		stages := make([]string, len(g))
-		fitters := make([]Fitter, len(g))
-		for k, i := range g {
-			stages[k] = plan.Transforms[i].Stage
-			fitters[k] = b.transforms[i].(Fitter)
-		}
-		if r, ok := b.source.(Rereadable); ok && !r.Rereadable() {
-			return fmt.Errorf("%s needs a fitting pass over the data, but source %q can be read only once: give its parameters, or use settings.params_from_run", stages[0], plan.Source.Name)
-		}
-		log.Info("fitting pass", "stages", stages)
-		chain := make([]Transform, j)
-		for i := range j {
-			if _, isFitter := b.transforms[i].(Fitter); isFitter {
-				chain[i] = b.transforms[i]
-				continue
-			}
-			fresh, err := buildTransform(ctx, plan.Transforms[i], env)
-			if err != nil {
-				return err
-			}
-			chain[i] = fresh
-			defer closeTransforms([]Transform{fresh}, log)
-		}
-		// The pass runs on the engine itself (parallel workers, bounded
-		// memory, progress) with the fitters as its only sink; rejected
-		// rows are left for the main pass to report.
-		name := strings.Join(stages, ", ")
-		fitPlan := *plan
-		fitPlan.Name = plan.Name + " (fitting " + name + ")"
-		fitPlan.Transforms = plan.Transforms[:j]
-		fitPlan.Sinks = []Component{{Kind: KindSink, Name: "fit", Stage: "fit." + strings.Join(stages, "+")}}
-		fitPlan.OnError = nil
-		fitPlan.Policy = policyDrop
-		// The fitters see the batches in source order, so that fitted
-		// parameters (floating-point sums) are the same on every run.
-		fitPlan.Settings.Ordered = true
-		fitOpts := opts
-		fitOpts.live = nil
-		if _, err := e.execute(ctx, &fitPlan, env, b.source, chain, []Sink{fitSink{fs: fitters, stages: stages}}, nil, nil, plan.Source.Name, fitOpts, log); err != nil {
-			return fmt.Errorf("fitting pass of %s: %w", name, err)
-		}
-		for k, f := range fitters {
-			if err := f.FitDone(ctx); err != nil {
-				return fmt.Errorf("%s: %w", stages[k], err)
-			}
-		}
-	}
-	return nil
-}
-
 // fitGroups returns the indexes of the transforms that need fitting,
 // grouped into passes. A fitter joins the pass of the fitters right before
 // it when what it would be fitted on there equals what it would be fitted
@@ -654,9 +588,6 @@ func joins(t Transform, written []string) bool {
 	}
 	return true
 }
-
-// policyDrop drops rejected rows silently (fitting passes).
-const policyDrop = "drop"
 
 // fitSink feeds a fitting pass's batches to its Fitters.
 type fitSink struct {
@@ -753,7 +684,7 @@ func (r *runner) done(it *item) {
 }
 
 // execute runs one pass: src → transforms → sinks (+ cache writer, if any).
-func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, ts []Transform, sinks []Sink, dlq Sink, cw Sink, sourceName string, opts RunOptions, log *slog.Logger) ([]StageStats, error) {
+func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, ts []Transform, sinks []Sink, dlq Sink, cw Sink, sourceName string, opts RunOptions, p pass, log *slog.Logger) ([]StageStats, error) {
 	set := plan.Settings
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -770,7 +701,7 @@ func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, t
 		r.dlqC = &counters{stage: plan.OnError.Stage, component: plan.OnError.Name}
 	}
 	if opts.live != nil {
-		opts.live.Store(r)
+		opts.live.Store(&liveRun{r: r, p: p})
 	}
 	allSinks := sinks
 	if cw != nil {
@@ -1109,9 +1040,6 @@ const maxRejectWarnings = 5
 // rejected handles rows a stage refused: to the dead-letter sink, logged
 // and dropped, or stop the run (policy stop). false means the run stops.
 func (r *runner) rejected(it *item, in Batch, rej []RowError, stage string) bool {
-	if r.plan.Policy == policyDrop {
-		return true
-	}
 	if r.plan.Policy == PolicyStop {
 		r.fail(fmt.Errorf("%s rejected %d rows (on_error policy stop); row %d: %w", stage, len(rej), rej[0].Row, rej[0].Err))
 		return false

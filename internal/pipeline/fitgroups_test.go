@@ -114,7 +114,7 @@ settings: {parallelism: 4}
 	f := &orderFitter{colFitter: colFitter{known: true, keeps: true}}
 	b := &built{source: &memSource{cfg: &memSourceConfig{State: id, Rows: 3000, Batch: 10}, st: st}, transforms: []Transform{&filterT{cfg: &filterConfig{Mod: 1000, Reject: -1, Fail: -1, Panic: -1}}, f}}
 	plan.Transforms = append(plan.Transforms, Component{Kind: KindTransform, Name: "order", Stage: "transforms[1].order"})
-	if err := (&Engine{DataDir: t.TempDir()}).fit(context.Background(), plan, Env{Logger: slog.New(slog.DiscardHandler)}, b, RunOptions{}, slog.New(slog.DiscardHandler)); err != nil {
+	if _, _, err := (&Engine{DataDir: t.TempDir()}).passes(context.Background(), plan, Env{Logger: slog.New(slog.DiscardHandler)}, b, nil, RunOptions{}, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	if len(f.firsts) != 300 {
