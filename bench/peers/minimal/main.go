@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -68,6 +69,7 @@ func run() error {
 		model    = flag.String("model", "mlp", "model name")
 		dir      = flag.String("responses", "", "directory of recorded answers (see the package doc)")
 		batch    = flag.Int("batch", 1, "rows in synthesised answers")
+		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (on exit)")
 		inputs   specList
 		outputs  specList
 	)
@@ -81,6 +83,17 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	errc := make(chan error, 2)
 	running := 0
