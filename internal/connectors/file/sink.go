@@ -203,7 +203,17 @@ func (s *sink) open(schema *arrow.Schema) error {
 			}
 		}
 		props := parquet.NewWriterProperties(opts...)
-		pw, err := pqarrow.NewFileWriter(schema, s.buf, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+		arrProps := pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema())
+		if flatParquet(schema) {
+			pw, err := newParallelParquet(schema, s.buf, props, arrProps, parquetWorkers())
+			if err != nil {
+				s.discard()
+				return fmt.Errorf("file sink: parquet: %w", err)
+			}
+			s.w = pw
+			break
+		}
+		pw, err := pqarrow.NewFileWriter(schema, s.buf, props, arrProps)
 		if err != nil {
 			s.discard()
 			return fmt.Errorf("file sink: parquet: %w", err)
