@@ -228,6 +228,9 @@ func TestDistributedRun(t *testing.T) {
 	if rec.Status != pipeline.StatusSucceeded || rec.RowsIn != 300 || rec.RowsOut != 300 {
 		t.Fatalf("record %+v", rec)
 	}
+	if self := pipeline.CurrentOwner(); rec.Owner == nil || *rec.Owner != *self {
+		t.Errorf("run owner %+v, want the submitting process %+v", rec.Owner, self)
+	}
 	var sink *pipeline.StageStats
 	for i := range rec.Stages {
 		if strings.HasPrefix(rec.Stages[i].Stage, "sinks[0]") {

@@ -59,7 +59,10 @@ func Submit(ctx context.Context, plan *pipeline.Plan, o SubmitOptions) (*pipelin
 	if eng.Now != nil {
 		now = eng.Now
 	}
-	rec := &pipeline.RunRecord{ID: o.RunID, Pipeline: plan.Name, SpecDigest: plan.Digest, Status: pipeline.StatusRunning, Started: now().UTC()}
+	// The submitter owns the record: if it dies mid-run, the next process
+	// that reaps orphaned runs marks the run failed instead of leaving it
+	// "running" forever (the workers' task outputs stay in the sinks).
+	rec := &pipeline.RunRecord{ID: o.RunID, Pipeline: plan.Name, SpecDigest: plan.Digest, Status: pipeline.StatusRunning, Started: now().UTC(), Owner: pipeline.CurrentOwner()}
 	if rec.ID == "" {
 		rec.ID = pipeline.NewRunID(rec.Started)
 	}
