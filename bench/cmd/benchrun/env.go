@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,59 +8,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
+
+	"github.com/kilnai/kiln/bench/internal/machine"
 )
 
 // Machine describes where the benchmarks ran.
-type Machine struct {
-	CPUs      int     `json:"cpus"`
-	CPUModel  string  `json:"cpu_model"`
-	MemoryGiB float64 `json:"memory_gib"`
-	Kernel    string  `json:"kernel"`
-	// LoadStart and LoadEnd are the 1-minute load averages when the run
-	// started and ended: anything well above 0 means other work shared the
-	// cores.
-	LoadStart string `json:"load_start"`
-	LoadEnd   string `json:"load_end"`
-}
-
-func machineInfo() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), CPUModel: "unknown", LoadStart: loadAvg()}
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		s := bufio.NewScanner(f)
-		for s.Scan() {
-			if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-		f.Close()
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				m.MemoryGiB = kb / (1 << 20)
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
-	return m
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	if f := strings.Fields(string(b)); len(f) > 0 {
-		return f[0]
-	}
-	return "unknown"
-}
+type Machine = machine.Info
 
 // Versions of everything that was measured.
 type Versions struct {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnai/kiln/bench/internal/machine"
 	"github.com/kilnai/kiln/internal/loadgen"
 )
 
@@ -131,12 +132,12 @@ func (h *harness) redoInproc(ctx context.Context, rep *Report) error {
 }
 
 func (h *harness) run(ctx context.Context) (*Report, error) {
-	h.rep = &Report{Quick: h.quick, Date: time.Now().UTC(), Machine: machineInfo(), Plan: h.plan,
+	h.rep = &Report{Quick: h.quick, Date: time.Now().UTC(), Machine: machine.Read(), Plan: h.plan,
 		Settings: settings(h.cpus, h.budget), Command: commandLine(h.quick), QuietLimit: h.quietLimit, QuietWait: h.quietWait, Retries: h.retries}
 	started := time.Now()
 	defer func() {
 		h.rep.Seconds = time.Since(started).Seconds()
-		h.rep.Machine.LoadEnd = loadAvg()
+		h.rep.Machine.LoadEnd = machine.LoadAvg()
 	}()
 	if err := h.prepare(ctx); err != nil {
 		return nil, err

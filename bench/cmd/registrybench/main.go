@@ -18,12 +18,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/kilnai/kiln/bench/internal/machine"
 	"github.com/kilnai/kiln/bench/internal/mdsection"
 	"github.com/kilnai/kiln/internal/registry"
 	"github.com/kilnai/kiln/internal/registry/sqlstore"
@@ -90,7 +90,7 @@ func run() error {
 	defer store.Close()
 	svc := registry.NewService(store, registry.Options{})
 
-	load := loadAvg()
+	load := machine.LoadAvg()
 	rng := rand.New(rand.NewPCG(o.seed, 7))
 	start := time.Now()
 	if err := populate(ctx, svc, o, rng); err != nil {
@@ -114,7 +114,7 @@ func run() error {
 	if err := writeText(os.Stdout, rows, o.target); err != nil {
 		return err
 	}
-	m := meta{Date: time.Now(), Machine: machine(), Command: commandLine(), Models: o.models, Versions: o.versions, Target: o.target, Populate: populated, Load: load}
+	m := meta{Date: time.Now(), Machine: machine.Read().Summary(), Command: commandLine(), Models: o.models, Versions: o.versions, Target: o.target, Populate: populated, Load: load}
 	if o.out != "" {
 		f, err := os.Create(o.out)
 		if err != nil {
@@ -316,33 +316,6 @@ func measure(ctx context.Context, svc *registry.Service, o options, rng *rand.Ra
 		}
 	}
 	return samples, nil
-}
-
-func machine() string {
-	cpu := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%s, %d CPUs, %s/%s, %s", cpu, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
-}
-
-// loadAvg returns the 1-minute load average, which says how busy the
-// machine was (the benchmarks share it with whatever else runs).
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "unknown"
-	}
-	return f[0]
 }
 
 func commandLine() string {
