@@ -34,10 +34,7 @@ func newColumn(f Field, capacity int) (column, error) {
 	case typeFloat64:
 		return &fixedCol[float64]{dt: arrow.PrimitiveTypes.Float64, parse: parseFloatText, conv: jsonFloat, vals: make([]float64, 0, capacity)}, nil
 	case typeTimestamp:
-		layout := f.Layout
-		if layout == "" {
-			layout = time.RFC3339Nano
-		}
+		layout := timestampLayout(f)
 		p := func(b []byte) (int64, error) { return parseTime(layout, b) }
 		return &fixedCol[int64]{dt: timestampType, parse: p, conv: jsonText(p), vals: make([]int64, 0, capacity)}, nil
 	case typeDate:
@@ -131,6 +128,12 @@ func (c *fixedCol[T]) appendText(b []byte) error {
 	c.vals = append(c.vals, v)
 	c.valid.add(true)
 	return nil
+}
+
+// appendValue appends a parsed value.
+func (c *fixedCol[T]) appendValue(v T) {
+	c.vals = append(c.vals, v)
+	c.valid.add(true)
 }
 
 func (c *fixedCol[T]) appendJSON(x any) error {
@@ -337,12 +340,23 @@ func parseFloatText(b []byte) (float64, error) {
 	return v, nil
 }
 
-// fastLayouts are the layouts fastTime parses: date, a 'T' or ' ', the
-// time of day, an optional fraction, and a 'Z' where the layout has a zone.
-var fastLayouts = map[string]struct {
+// timestampLayout is the layout of a timestamp field (RFC 3339 by default).
+func timestampLayout(f Field) string {
+	if f.Layout == "" {
+		return time.RFC3339Nano
+	}
+	return f.Layout
+}
+
+// timeLayout is a layout fastTime parses: date, a 'T' or ' ', the time of
+// day, an optional fraction, and a 'Z' where the layout has a zone.
+type timeLayout struct {
 	sep  byte
 	zone bool
-}{
+}
+
+// fastLayouts are the layouts fastTime parses.
+var fastLayouts = map[string]timeLayout{
 	time.RFC3339:          {'T', true},
 	time.RFC3339Nano:      {'T', true},
 	"2006-01-02T15:04:05": {'T', false},
@@ -356,7 +370,15 @@ var fastLayouts = map[string]struct {
 // for anything else, which then goes through time.Parse.
 func fastTime(layout string, b []byte) (int64, bool) {
 	f, known := fastLayouts[layout]
-	if !known || len(b) < 19 || b[10] != f.sep || b[13] != ':' || b[16] != ':' {
+	if !known {
+		return 0, false
+	}
+	return f.parse(b)
+}
+
+// parse is fastTime for this layout.
+func (f timeLayout) parse(b []byte) (int64, bool) {
+	if len(b) < 19 || b[10] != f.sep || b[13] != ':' || b[16] != ':' {
 		return 0, false
 	}
 	if f.zone {
@@ -369,15 +391,9 @@ func fastTime(layout string, b []byte) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	two := func(s []byte) (int64, bool) {
-		if s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9' {
-			return 0, false
-		}
-		return int64(s[0]-'0')*10 + int64(s[1]-'0'), true
-	}
-	h, ok1 := two(b[11:13])
-	m, ok2 := two(b[14:16])
-	sec, ok3 := two(b[17:19])
+	h, ok1 := twoDigits(b[11:13])
+	m, ok2 := twoDigits(b[14:16])
+	sec, ok3 := twoDigits(b[17:19])
 	if !ok1 || !ok2 || !ok3 || h > 23 || m > 59 || sec > 59 {
 		return 0, false
 	}
@@ -396,6 +412,14 @@ func fastTime(layout string, b []byte) (int64, bool) {
 		}
 	}
 	return ((int64(days)*24+h)*60+m)*60*1_000_000 + sec*1_000_000 + micros, true
+}
+
+// twoDigits parses two decimal digits.
+func twoDigits(s []byte) (int64, bool) {
+	if s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9' {
+		return 0, false
+	}
+	return int64(s[0]-'0')*10 + int64(s[1]-'0'), true
 }
 
 func parseTime(layout string, b []byte) (int64, error) {

@@ -222,19 +222,149 @@ type blockDecoder struct {
 	fields []Field
 	proj   []int // CSV field index → schema column (-1: skipped)
 	cols   []column
-	rows   int // rows per batch
+	fast   []fastCol // per schema column: its typed append
+	stop   [256]bool // bytes that end an unquoted field on the fast path
+	bounds []int     // the fast path's fields: start, end offsets
+	rows   int       // rows per batch
+	// general makes every record go through the general parser and the
+	// columns' appendText (the fuzz test compares the two paths).
+	general bool
+}
+
+// Column kinds the fast path appends to without an interface call.
+const (
+	kindOther = iota
+	kindInt64
+	kindFloat64
+	kindTimestamp // a layout fastTime knows
+	kindDate      // layoutDate
+	kindBool
+	kindString
+)
+
+// fastCol is a column with its concrete type, for the decoder's fast path.
+type fastCol struct {
+	kind int
+	i64  *fixedCol[int64]
+	f64  *fixedCol[float64]
+	i32  *fixedCol[int32]
+	b    *boolCol
+	s    *stringCol
+	ts   timeLayout
 }
 
 func newBlockDecoder(opt csvOptions, fields []Field, schema *arrow.Schema, proj []int, rows int) (*blockDecoder, error) {
 	d := &blockDecoder{p: csvParser{opt: opt}, schema: schema, fields: fields, proj: proj, rows: rows}
+	d.stop[opt.delim], d.stop['\n'], d.stop['\r'], d.stop[opt.quote] = true, true, true, true
 	for _, f := range fields {
 		c, err := newColumn(f, min(rows, 1<<16))
 		if err != nil {
 			return nil, err
 		}
 		d.cols = append(d.cols, c)
+		var fc fastCol
+		switch c := c.(type) {
+		case *fixedCol[int64]:
+			switch f.Type {
+			case typeInt64:
+				fc.kind, fc.i64 = kindInt64, c
+			case typeTimestamp:
+				if tl, ok := fastLayouts[timestampLayout(f)]; ok {
+					fc.kind, fc.i64, fc.ts = kindTimestamp, c, tl
+				}
+			}
+		case *fixedCol[float64]:
+			fc.kind, fc.f64 = kindFloat64, c
+		case *fixedCol[int32]:
+			if f.Layout == "" || f.Layout == layoutDate {
+				fc.kind, fc.i32 = kindDate, c
+			}
+		case *boolCol:
+			fc.kind, fc.b = kindBool, c
+		case *stringCol:
+			fc.kind, fc.s = kindString, c
+		}
+		d.fast = append(d.fast, fc)
 	}
 	return d, nil
+}
+
+// splitFast splits the record at data[pos:] into d.bounds when it is a
+// plain one: no quote, no carriage return, not blank, not a comment. It
+// returns the position after the record and false when the record needs
+// the general parser (or pos is at the end of data).
+func (d *blockDecoder) splitFast(data []byte, pos int) (int, bool) {
+	if pos >= len(data) {
+		return pos, false
+	}
+	if c := data[pos]; c == '\n' || c == '\r' || (d.p.opt.comment != 0 && c == d.p.opt.comment) {
+		return pos, false
+	}
+	b := d.bounds[:0]
+	stop := &d.stop
+	delim := d.p.opt.delim
+	for {
+		start := pos
+		for pos < len(data) && !stop[data[pos]] {
+			pos++
+		}
+		b = append(b, start, pos)
+		if pos == len(data) {
+			d.bounds = b
+			return pos, true
+		}
+		switch data[pos] {
+		case delim:
+			pos++
+		case '\n':
+			d.bounds = b
+			return pos + 1, true
+		default: // a quote or a carriage return
+			d.bounds = b
+			return pos, false
+		}
+	}
+}
+
+// appendFast appends field text v (not null) to schema column ci; false
+// when it does not parse (appendText then reports why).
+func (d *blockDecoder) appendFast(ci int, v []byte) bool {
+	fc := &d.fast[ci]
+	switch fc.kind {
+	case kindInt64:
+		n, ok := parseInt(v)
+		if ok {
+			fc.i64.appendValue(n)
+		}
+		return ok
+	case kindFloat64:
+		f, ok := parseFloat(v)
+		if ok {
+			fc.f64.appendValue(f)
+		}
+		return ok
+	case kindTimestamp:
+		us, ok := fc.ts.parse(v)
+		if ok {
+			fc.i64.appendValue(us)
+		}
+		return ok
+	case kindDate:
+		days, ok := fastDate(v)
+		if ok {
+			fc.i32.appendValue(days)
+		}
+		return ok
+	case kindBool:
+		on, ok := parseBool(v)
+		if ok {
+			fc.b.add(on)
+		}
+		return ok
+	case kindString:
+		return fc.s.appendText(v) == nil
+	}
+	return false
 }
 
 // decode parses every record of data; it returns the batches and the
@@ -253,28 +383,54 @@ func (d *blockDecoder) decode(data []byte) ([]arrow.RecordBatch, int, error) {
 	recs, pos := 0, 0
 	nulls := &d.p.opt.nulls
 	for {
-		next, ok, err := d.p.record(data, pos)
-		if err != nil {
-			return fail(recs, err)
-		}
-		if !ok {
-			break
-		}
-		pos = next
-		if len(d.p.fields) != len(d.proj) {
-			return fail(recs, fmt.Errorf("%d fields, want %d", len(d.p.fields), len(d.proj)))
-		}
-		for i, v := range d.p.fields {
-			ci := d.proj[i]
-			if ci < 0 {
-				continue
+		// Plain records (the common case) are split into offsets and
+		// appended through the typed fast path; the others go through
+		// the general parser.
+		if next, ok := d.splitFast(data, pos); ok && !d.general {
+			pos = next
+			b := d.bounds
+			if len(b) != 2*len(d.proj) {
+				return fail(recs, fmt.Errorf("%d fields, want %d", len(b)/2, len(d.proj)))
 			}
-			if nulls.is(v) {
-				d.cols[ci].appendNull()
-				continue
+			for i, ci := range d.proj {
+				if ci < 0 {
+					continue
+				}
+				v := data[b[2*i]:b[2*i+1]]
+				if nulls.is(v) {
+					d.cols[ci].appendNull()
+					continue
+				}
+				if !d.appendFast(ci, v) {
+					if err := d.cols[ci].appendText(v); err != nil {
+						return fail(recs, fmt.Errorf("column %q: %w", d.fields[ci].Name, err))
+					}
+				}
 			}
-			if err := d.cols[ci].appendText(v); err != nil {
-				return fail(recs, fmt.Errorf("column %q: %w", d.fields[ci].Name, err))
+		} else {
+			next, ok, err := d.p.record(data, pos)
+			if err != nil {
+				return fail(recs, err)
+			}
+			if !ok {
+				break
+			}
+			pos = next
+			if len(d.p.fields) != len(d.proj) {
+				return fail(recs, fmt.Errorf("%d fields, want %d", len(d.p.fields), len(d.proj)))
+			}
+			for i, v := range d.p.fields {
+				ci := d.proj[i]
+				if ci < 0 {
+					continue
+				}
+				if nulls.is(v) {
+					d.cols[ci].appendNull()
+					continue
+				}
+				if err := d.cols[ci].appendText(v); err != nil {
+					return fail(recs, fmt.Errorf("column %q: %w", d.fields[ci].Name, err))
+				}
 			}
 		}
 		recs++

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/kilnai/kiln/internal/pipeline"
 )
@@ -207,6 +209,64 @@ func FuzzJSONString(f *testing.F) {
 		}
 		if got != want.String() {
 			t.Fatalf("%q → %s → %q, want %q", s, enc, got, want.String())
+		}
+	})
+}
+
+// FuzzDecodeFastPath: the block decoder's fast path (plain records split
+// into offsets, typed appends) decodes exactly what the general parser
+// and the columns' appendText decode, and fails where they fail, with the
+// same error.
+func FuzzDecodeFastPath(f *testing.F) {
+	for _, s := range []string{
+		"1,2.5,x\n3,-4,y\n", "1,,NA\n\n2,3,\"q\"\"\"\n", "#c\n5,6,7\r\n8,9,10", "2024-01-02T03:04:05,2024-01-02,true\n",
+		"1,2\n3\n", "x,1,2\n", "1,2,3,4\n", "\"a\nb\",1,2\n", "1,2,3\r\n\r\n4,5,6\r", "t,F,TRUE\nfalse,f,x\n",
+		"2024-13-01T00:00:00,1,1\n", "1,2,a\"b\n", "1e3,.5,+7\n",
+	} {
+		f.Add([]byte(s), uint16(0x0123), false)
+		f.Add([]byte(s), uint16(0x4455), true)
+		f.Add([]byte(s), uint16(0x2310), false)
+	}
+	types := []Field{
+		{Type: typeInt64}, {Type: typeFloat64}, {Type: typeTimestamp, Layout: "2006-01-02T15:04:05"}, {Type: typeDate},
+		{Type: typeBool}, {Type: typeString}, {Type: typeTimestamp}, {Type: typeDate, Layout: "02/01/2006"},
+	}
+	f.Fuzz(func(t *testing.T, data []byte, kinds uint16, comment bool) {
+		// Three columns, types picked by kinds' nibbles.
+		var fields []Field
+		for i := range 3 {
+			fl := types[int(kinds>>(4*i))%len(types)]
+			fl.Name = fmt.Sprintf("c%d", i)
+			fields = append(fields, fl)
+		}
+		schema, err := arrowSchema(fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt := csvOptions{delim: ',', quote: '"', nulls: newNullSet([]string{"", "NA"})}
+		if comment {
+			opt.comment = '#'
+		}
+		decode := func(general bool) ([]arrow.RecordBatch, int, error) {
+			d, err := newBlockDecoder(opt, fields, schema, []int{0, 1, 2}, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.general = general
+			return d.decode(data)
+		}
+		fast, nf, errFast := decode(false)
+		slow, ns, errSlow := decode(true)
+		if (errFast == nil) != (errSlow == nil) || (errFast != nil && errFast.Error() != errSlow.Error()) {
+			t.Fatalf("input %q: fast path error %v, general %v", data, errFast, errSlow)
+		}
+		if nf != ns || len(fast) != len(slow) {
+			t.Fatalf("input %q: %d records in %d batches, general %d in %d", data, nf, len(fast), ns, len(slow))
+		}
+		for i := range fast {
+			if !array.RecordEqual(fast[i], slow[i]) {
+				t.Fatalf("input %q: batch %d differs:\n%v\n%v", data, i, fast[i], slow[i])
+			}
 		}
 	})
 }
