@@ -195,7 +195,9 @@ func (e *Engine) Run(ctx context.Context, plan *Plan, opts RunOptions) (*RunReco
 	}
 
 	stopRecording := e.recordLive(ctx, *rec, &opts, log)
+	releaseGC := runGC.acquire()
 	runErr := e.safeRun(ctx, plan, env, rec, opts, log)
+	releaseGC()
 	stopRecording()
 
 	rec.Finished = e.now().UTC()
