@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/kilnai/kiln/internal/connectors/http/jsonbatch"
+	"github.com/kilnai/kiln/internal/registry/dataset"
 )
 
 // Profile sizes.
@@ -28,49 +29,6 @@ const (
 	hllBits       = 12   // 4096 HyperLogLog registers (≈1.6% standard error)
 )
 
-// Profile describes a dataset column by column.
-type Profile struct {
-	Rows    int64            `json:"rows"`
-	Columns []*ColumnProfile `json:"columns"`
-}
-
-// ColumnProfile is one column's statistics. Kind is numeric, categorical
-// or temporal; the fields that apply to the kind are set.
-type ColumnProfile struct {
-	Name  string `json:"name"`
-	Type  string `json:"type"`
-	Kind  string `json:"kind"`
-	Count int64  `json:"count"`
-	Nulls int64  `json:"nulls"`
-	// numeric
-	Mean      *float64           `json:"mean,omitempty"`
-	Std       *float64           `json:"std,omitempty"`
-	Min       *float64           `json:"min,omitempty"`
-	Max       *float64           `json:"max,omitempty"`
-	Quantiles map[string]float64 `json:"quantiles,omitempty"`
-	Histogram *Histogram         `json:"histogram,omitempty"`
-	// categorical
-	Distinct    int64      `json:"distinct_estimate,omitempty"`
-	Top         []Category `json:"top,omitempty"`
-	TopIsApprox bool       `json:"top_approximate,omitempty"`
-	// temporal
-	First string `json:"first,omitempty"`
-	Last  string `json:"last,omitempty"`
-}
-
-// Histogram has len(Fractions) equal-width bins between Edges[i] and
-// Edges[i+1]; Fractions sum to 1.
-type Histogram struct {
-	Edges     []float64 `json:"edges"`
-	Fractions []float64 `json:"fractions"`
-}
-
-// Category is a value and how many rows hold it.
-type Category struct {
-	Value string `json:"value"`
-	Count int64  `json:"count"`
-}
-
 // profiler accumulates a Profile over batches.
 type profiler struct {
 	rows int64
@@ -78,7 +36,7 @@ type profiler struct {
 }
 
 type colAcc struct {
-	p    ColumnProfile
+	p    dataset.Column
 	kind int
 	// numeric: Welford mean/variance, min/max, reservoir
 	n, mean, m2, min, max float64
@@ -116,7 +74,7 @@ func (p *profiler) add(b arrow.RecordBatch) {
 		for i, f := range b.Schema().Fields() {
 			k := kindOf(f.Type)
 			c := &colAcc{kind: k, min: math.Inf(1), max: math.Inf(-1), rng: rand.New(rand.NewPCG(uint64(i)+1, 0x6b696c6e))}
-			c.p = ColumnProfile{Name: f.Name, Type: f.Type.String(), Kind: [...]string{"numeric", "categorical", "temporal"}[k]}
+			c.p = dataset.Column{Name: f.Name, Type: f.Type.String(), Kind: [...]string{"numeric", "categorical", "temporal"}[k]}
 			if k == kindCategorical {
 				c.cats = map[string]int64{}
 			}
@@ -301,8 +259,8 @@ func (c *colAcc) distinct() int64 {
 }
 
 // profile finishes the statistics.
-func (p *profiler) profile() *Profile {
-	out := &Profile{Rows: p.rows, Columns: []*ColumnProfile{}}
+func (p *profiler) profile() *dataset.Profile {
+	out := &dataset.Profile{Rows: p.rows, Columns: []*dataset.Column{}}
 	for _, c := range p.cols {
 		cp := c.p
 		switch c.kind {
@@ -328,7 +286,7 @@ func (p *profiler) profile() *Profile {
 				cp.Distinct = c.distinct()
 			}
 			for v, n := range c.cats {
-				cp.Top = append(cp.Top, Category{v, n})
+				cp.Top = append(cp.Top, dataset.Category{Value: v, Count: n})
 			}
 			sort.Slice(cp.Top, func(i, j int) bool {
 				if cp.Top[i].Count != cp.Top[j].Count {
@@ -365,12 +323,12 @@ func quantile(s []float64, q float64) float64 {
 }
 
 // histogram of sorted sample s over [lo, hi] in histBins equal bins.
-func histogram(s []float64, lo, hi float64) *Histogram {
+func histogram(s []float64, lo, hi float64) *dataset.Histogram {
 	bins := histBins
 	if hi == lo {
-		return &Histogram{Edges: []float64{lo, hi}, Fractions: []float64{1}}
+		return &dataset.Histogram{Edges: []float64{lo, hi}, Fractions: []float64{1}}
 	}
-	h := &Histogram{Edges: make([]float64, bins+1), Fractions: make([]float64, bins)}
+	h := &dataset.Histogram{Edges: make([]float64, bins+1), Fractions: make([]float64, bins)}
 	w := (hi - lo) / float64(bins)
 	for i := range h.Edges {
 		h.Edges[i] = lo + w*float64(i)

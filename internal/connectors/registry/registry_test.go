@@ -20,6 +20,7 @@ import (
 
 	"github.com/kilnai/kiln/internal/pipeline"
 	kreg "github.com/kilnai/kiln/internal/registry"
+	"github.com/kilnai/kiln/internal/registry/dataset"
 	"github.com/kilnai/kiln/internal/registry/sqlstore"
 )
 
@@ -138,7 +139,7 @@ func TestProfile(t *testing.T) {
 		if c.Kind != "categorical" || c.Count != 100 || c.Nulls != 1 || c.Distinct != 3 || c.TopIsApprox {
 			t.Fatalf("%+v", c)
 		}
-		want := []Category{{"red", 50}, {"blue", 25}, {"green", 25}}
+		want := []dataset.Category{{Value: "red", Count: 50}, {Value: "blue", Count: 25}, {Value: "green", Count: 25}}
 		if fmt.Sprint(c.Top) != fmt.Sprint(want) {
 			t.Errorf("top %v, want %v", c.Top, want)
 		}
@@ -290,7 +291,7 @@ func TestSinkRecords(t *testing.T) {
 			if len(ds) != 1 || ds[0].RunID != "run-2" || ds[0].Rows != 3 || ds[0].Digest != digestOf(false, b) || ds[0].Role != "training" {
 				t.Fatalf("records %+v", ds)
 			}
-			if p := ds[0].Profile; p == nil || p.Columns[1].Top[0] != (Category{"a", 2}) || *p.Columns[0].Mean != 2 {
+			if p := ds[0].Profile; p == nil || p.Columns[1].Top[0] != (dataset.Category{Value: "a", Count: 2}) || *p.Columns[0].Mean != 2 {
 				t.Fatalf("profile %+v", ds[0].Profile)
 			}
 			if fmt.Sprint(lin.used) != "[churn@3 churn@3]" {

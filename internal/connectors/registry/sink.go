@@ -4,7 +4,9 @@
 // scored it): the full record (profile included) in the registry
 // database's pipeline_datasets table, a summary as tags of the version
 // (kiln.dataset.ROLE = name, .digest, .rows, .run), and the version in the
-// run's lineage. It registers itself in init().
+// run's lineage. It registers itself in init(). Store reads the records
+// back (kiln serve answers GET /api/v1/models/{model}/versions/{version}/datasets
+// with it); their shapes are in internal/registry/dataset.
 //
 // The digest is "sha256:<hex>" over the rows in a canonical encoding (each
 // row as a JSON object with keys in column order, the schema's names and
@@ -36,6 +38,7 @@ import (
 
 	"github.com/kilnai/kiln/internal/pipeline"
 	kreg "github.com/kilnai/kiln/internal/registry"
+	"github.com/kilnai/kiln/internal/registry/dataset"
 	"github.com/kilnai/kiln/internal/registry/sqlstore"
 )
 
@@ -59,9 +62,6 @@ func init() {
 	})
 }
 
-// Dataset roles.
-var roles = []string{"training", "validation", "test", "scoring"}
-
 // SinkConfig configures the registry sink.
 type SinkConfig struct {
 	Model    string `yaml:"model" required:"true" doc:"registered model name"`
@@ -81,11 +81,7 @@ func (c *SinkConfig) Validate() error {
 	if c.Version <= 0 {
 		return fmt.Errorf("version %d: want a version number (1, 2, ...)", c.Version)
 	}
-	ok := false
-	for _, r := range roles {
-		ok = ok || r == c.Role
-	}
-	if !ok {
+	if !dataset.ValidRole(c.Role) {
 		return fmt.Errorf("role %q: want training, validation, test or scoring", c.Role)
 	}
 	if c.Digest != "ordered" && c.Digest != "unordered" {
@@ -184,7 +180,7 @@ func (s *sink) Close(ctx context.Context, runErr error) error {
 	if runErr != nil {
 		return nil
 	}
-	d := Dataset{
+	d := dataset.Record{
 		Model: s.cfg.Model, Version: s.cfg.Version, Name: s.cfg.Dataset, Role: s.cfg.Role,
 		RunID: s.env.RunID, Task: s.env.Task, Digest: s.dig.digest(), DigestKind: s.cfg.Digest, Rows: s.dig.rows,
 		Created: time.Now().UTC(),

@@ -14,24 +14,9 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
-)
 
-// Dataset is what the registry sink records for a model version: which
-// run wrote which data for it, its digest and its profile.
-type Dataset struct {
-	Model   string `json:"model"`
-	Version int64  `json:"version"`
-	Name    string `json:"dataset"`
-	Role    string `json:"role"`
-	RunID   string `json:"run_id"`
-	// Task is the distributed task the record covers ("" for a whole run).
-	Task       string    `json:"task,omitempty"`
-	Digest     string    `json:"digest"`
-	DigestKind string    `json:"digest_kind"`
-	Rows       int64     `json:"rows"`
-	Profile    *Profile  `json:"profile,omitempty"`
-	Created    time.Time `json:"created"`
-}
+	"github.com/kilnai/kiln/internal/registry/dataset"
+)
 
 // Store keeps dataset records in the registry database, in its own table
 // (pipeline_datasets), so it does not depend on the registry's schema.
@@ -141,7 +126,7 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Record stores d, replacing an earlier record of the same run, task,
 // model version and dataset (a retried task records once).
-func (s *Store) Record(ctx context.Context, d Dataset) error {
+func (s *Store) Record(ctx context.Context, d dataset.Record) error {
 	prof, err := json.Marshal(d.Profile)
 	if err != nil {
 		return fmt.Errorf("dataset store: %w", err)
@@ -160,23 +145,23 @@ func (s *Store) Record(ctx context.Context, d Dataset) error {
 }
 
 // Datasets lists the records of a model version, newest first.
-func (s *Store) Datasets(ctx context.Context, model string, version int64) ([]Dataset, error) {
+func (s *Store) Datasets(ctx context.Context, model string, version int64) ([]dataset.Record, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT run_id, task, model, version, dataset, role, digest, digest_kind, rows_count, profile, created_ns
 		FROM pipeline_datasets WHERE model = ? AND version = ? ORDER BY created_ns DESC, dataset, task`), model, version)
 	if err != nil {
 		return nil, fmt.Errorf("dataset store: %w", err)
 	}
 	defer rows.Close()
-	var out []Dataset
+	var out []dataset.Record
 	for rows.Next() {
-		var d Dataset
+		var d dataset.Record
 		var prof string
 		var ns int64
 		if err := rows.Scan(&d.RunID, &d.Task, &d.Model, &d.Version, &d.Name, &d.Role, &d.Digest, &d.DigestKind, &d.Rows, &prof, &ns); err != nil {
 			return nil, fmt.Errorf("dataset store: %w", err)
 		}
 		if prof != "null" {
-			d.Profile = &Profile{}
+			d.Profile = &dataset.Profile{}
 			if err := json.Unmarshal([]byte(prof), d.Profile); err != nil {
 				return nil, fmt.Errorf("dataset store: profile of %s: %w", d.Name, err)
 			}
