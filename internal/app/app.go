@@ -23,12 +23,14 @@ import (
 	"github.com/kilnai/kiln/internal/artifact"
 	"github.com/kilnai/kiln/internal/catalog"
 	"github.com/kilnai/kiln/internal/config"
+	regsink "github.com/kilnai/kiln/internal/connectors/registry"
 	"github.com/kilnai/kiln/internal/grpcapi"
 	"github.com/kilnai/kiln/internal/httpapi"
 	"github.com/kilnai/kiln/internal/inference"
 	"github.com/kilnai/kiln/internal/pipeline"
 	"github.com/kilnai/kiln/internal/pipeline/runstore"
 	"github.com/kilnai/kiln/internal/registry"
+	"github.com/kilnai/kiln/internal/registry/dataset"
 	"github.com/kilnai/kiln/internal/registry/sqlstore"
 	"github.com/kilnai/kiln/internal/serving"
 	"github.com/kilnai/kiln/internal/serving/respcache"
@@ -56,6 +58,7 @@ type App struct {
 	runs     *runstore.Store
 	pipes    *pipeline.Service
 	regStore *sqlstore.Store
+	datasets *regsink.Store
 	blobs    *artifact.Store
 	registry *registry.Service
 }
@@ -303,6 +306,9 @@ func (a *App) Run(ctx context.Context) error {
 		if err := a.regStore.Close(); err != nil {
 			runErr = errors.Join(runErr, fmt.Errorf("registry: %w", err))
 		}
+		if err := a.datasets.Close(); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("dataset records: %w", err))
+		}
 	}
 	if err := a.manager.Close(sctx); err != nil {
 		runErr = errors.Join(runErr, err)
@@ -348,9 +354,10 @@ func (a *App) pipelines() httpapi.Pipelines {
 	return a.pipes
 }
 
-// openRegistry opens the artifact store (<data dir>/blobs) and the model
-// registry (the registry setting, else SQLite at <data dir>/registry.db).
-// Without a data dir, the registry is not served.
+// openRegistry opens the artifact store (<data dir>/blobs), the model
+// registry (the registry setting, else SQLite at <data dir>/registry.db)
+// and, in the same database, the dataset records that pipelines' registry
+// sinks write. Without a data dir, the registry is not served.
 func (a *App) openRegistry() error {
 	if a.cfg.DataDir == "" {
 		return nil
@@ -367,7 +374,12 @@ func (a *App) openRegistry() error {
 	if err != nil {
 		return fmt.Errorf("registry: %w", err)
 	}
-	a.blobs, a.regStore = blobs, store
+	datasets, err := regsink.OpenStore(context.Background(), dsn)
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("registry: %w", err)
+	}
+	a.blobs, a.regStore, a.datasets = blobs, store, datasets
 	a.registry = registry.NewService(store, registry.Options{Blobs: blobChecker{blobs}, Logger: a.log.With("component", "registry")})
 	return nil
 }
@@ -384,7 +396,20 @@ func (a *App) registryAPI() httpapi.Registry {
 	if a.registry == nil {
 		return nil
 	}
-	return a.registry
+	return registryWithDatasets{a.registry, a.datasets}
+}
+
+// registryWithDatasets is the registry as the HTTP API sees it: the
+// service, and the dataset records of its versions.
+type registryWithDatasets struct {
+	*registry.Service
+	datasets *regsink.Store
+}
+
+var _ httpapi.DatasetRecords = registryWithDatasets{}
+
+func (r registryWithDatasets) Datasets(ctx context.Context, model string, version int64) ([]dataset.Record, error) {
+	return r.datasets.Datasets(ctx, model, version)
 }
 
 func (a *App) artifactsAPI() httpapi.Artifacts {

@@ -602,7 +602,9 @@ func newRegistry() *cobra.Command {
 	}
 	download.Flags().StringVarP(&output, "output", "o", "", "file to write (- for stdout)")
 
-	cmd.AddCommand(register, list, show, promote, alias, compare, history, del, download)
+	datasets := newRegistryDatasets(registryCmd{client: c, header: hdr, asJSON: &asJSON, versionPath: versionPath, printJSON: printJSON})
+
+	cmd.AddCommand(register, list, show, promote, alias, compare, history, del, download, datasets)
 	return cmd
 }
 

@@ -71,6 +71,7 @@ func (s *Server) registryRoutes() []struct {
 		{"DELETE /api/v1/models/{model}/versions/{version}", "registry_version_delete", s.regDeleteVersion},
 		{"GET /api/v1/models/{model}/versions/{version}/artifact", "registry_version_artifact", s.regVersionArtifact},
 		{"POST /api/v1/models/{model}/versions/{version}/transition", "registry_version_transition", s.regTransition},
+		{"GET /api/v1/models/{model}/versions/{version}/datasets", "registry_version_datasets", s.regVersionDatasets},
 		{"PUT /api/v1/models/{model}/aliases/{alias}", "registry_alias_set", s.regSetAlias},
 		{"GET /api/v1/models/{model}/aliases/{alias}", "registry_alias_get", s.regGetAlias},
 		{"DELETE /api/v1/models/{model}/aliases/{alias}", "registry_alias_delete", s.regDeleteAlias},
