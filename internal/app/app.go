@@ -30,7 +30,6 @@ import (
 	"github.com/kilnai/kiln/internal/pipeline"
 	"github.com/kilnai/kiln/internal/pipeline/runstore"
 	"github.com/kilnai/kiln/internal/registry"
-	"github.com/kilnai/kiln/internal/registry/dataset"
 	"github.com/kilnai/kiln/internal/registry/sqlstore"
 	"github.com/kilnai/kiln/internal/serving"
 	"github.com/kilnai/kiln/internal/serving/respcache"
@@ -114,6 +113,7 @@ func New(cfg config.Server, log *slog.Logger) (*App, error) {
 		a.http = httpapi.New(httpapi.Options{
 			Pipelines:      a.pipelines(),
 			Registry:       a.registryAPI(),
+			Datasets:       a.datasetsAPI(),
 			Artifacts:      a.artifactsAPI(),
 			MaxUploadSize:  int64(cfg.MaxUploadSize),
 			Manager:        mgr,
@@ -396,20 +396,15 @@ func (a *App) registryAPI() httpapi.Registry {
 	if a.registry == nil {
 		return nil
 	}
-	return registryWithDatasets{a.registry, a.datasets}
+	return a.registry
 }
 
-// registryWithDatasets is the registry as the HTTP API sees it: the
-// service, and the dataset records of its versions.
-type registryWithDatasets struct {
-	*registry.Service
-	datasets *regsink.Store
-}
-
-var _ httpapi.DatasetRecords = registryWithDatasets{}
-
-func (r registryWithDatasets) Datasets(ctx context.Context, model string, version int64) ([]dataset.Record, error) {
-	return r.datasets.Datasets(ctx, model, version)
+// datasetsAPI is nil (the route answers 404) without a dataset store.
+func (a *App) datasetsAPI() httpapi.DatasetRecords {
+	if a.datasets == nil {
+		return nil
+	}
+	return a.datasets
 }
 
 func (a *App) artifactsAPI() httpapi.Artifacts {

@@ -12,10 +12,8 @@ import (
 
 // DatasetRecords is what the datasets route needs: the records the
 // pipeline's registry sink keeps for model versions (a
-// connectors/registry.Store), newest first. A Registry that also
-// implements DatasetRecords serves
-// GET /api/v1/models/{model}/versions/{version}/datasets; with one that
-// does not, the route answers 404.
+// connectors/registry.Store), newest first. Without one (Options.Datasets
+// nil), GET /api/v1/models/{model}/versions/{version}/datasets answers 404.
 type DatasetRecords interface {
 	Datasets(ctx context.Context, model string, version int64) ([]dataset.Record, error)
 }
@@ -47,8 +45,8 @@ func (s *Server) regVersionDatasets(w http.ResponseWriter, r *http.Request) {
 		s.registryFail(w, r, err)
 		return
 	}
-	records, ok := s.opts.Registry.(DatasetRecords)
-	if !ok {
+	records := s.opts.Datasets
+	if records == nil {
 		s.registryFail(w, r, fmt.Errorf("%w: this server keeps no dataset records", registry.ErrNotFound))
 		return
 	}

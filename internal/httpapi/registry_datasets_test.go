@@ -14,15 +14,14 @@ import (
 	"github.com/kilnai/kiln/internal/registry/dataset"
 )
 
-// datasetRegistry is a Registry that also keeps dataset records (as the
-// app wires the registry service and the sink's store together).
-type datasetRegistry struct {
-	Registry
+// datasetStore keeps dataset records in memory (the app wires the
+// registry sink's store).
+type datasetStore struct {
 	records map[string][]dataset.Record // by datasetKey
 	err     error
 }
 
-func (d datasetRegistry) Datasets(_ context.Context, model string, version int64) ([]dataset.Record, error) {
+func (d datasetStore) Datasets(_ context.Context, model string, version int64) ([]dataset.Record, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -61,10 +60,9 @@ func TestRegistryVersionDatasets(t *testing.T) {
 	plain := e.srv
 	withRecords := func(err error) *Server {
 		opts := plain.opts
-		opts.Registry = datasetRegistry{
-			Registry: plain.opts.Registry,
-			records:  map[string][]dataset.Record{datasetKey("churn", 1): {training, scoring}},
-			err:      err,
+		opts.Datasets = datasetStore{
+			records: map[string][]dataset.Record{datasetKey("churn", 1): {training, scoring}},
+			err:     err,
 		}
 		return New(opts)
 	}
@@ -140,7 +138,7 @@ func FuzzRegistryVersionDatasets(f *testing.F) {
 	}
 	e.register("fz", "weights", `{}`)
 	opts := e.srv.opts
-	opts.Registry = datasetRegistry{Registry: opts.Registry, records: map[string][]dataset.Record{datasetKey("fz", 1): {
+	opts.Datasets = datasetStore{records: map[string][]dataset.Record{datasetKey("fz", 1): {
 		{Model: "fz", Version: 1, Name: "a", Role: "training", Rows: 3, Profile: &dataset.Profile{Rows: 3}},
 		{Model: "fz", Version: 1, Name: "b", Role: "scoring", Rows: 4},
 	}}}

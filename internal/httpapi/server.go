@@ -59,6 +59,9 @@ type Options struct {
 	// the MLflow-compatible API under /api/2.0/mlflow (nil: not served).
 	Registry  Registry
 	Artifacts Artifacts
+	// Datasets serves the dataset records of versions (the pipeline
+	// registry sink's); nil answers that route with 404.
+	Datasets DatasetRecords
 	// MaxUploadSize bounds an artifact upload (default 4 GiB).
 	MaxUploadSize int64
 	// Actor names who makes a registry change (default: the X-Kiln-Actor
