@@ -337,7 +337,7 @@ func (a *App) openPipelines() error {
 		return fmt.Errorf("pipelines: %w", err)
 	}
 	a.runs = runs
-	eng := &pipeline.Engine{Logger: a.log.With("component", "pipeline"), DataDir: a.cfg.DataDir, Runs: runs, Models: a.manager}
+	eng := &pipeline.Engine{Logger: a.log.With("component", "pipeline"), DataDir: a.cfg.DataDir, Registry: a.cfg.Registry, Runs: runs, Models: a.manager}
 	if err := eng.PruneCache(eng.Logger); err != nil {
 		eng.Logger.Warn("pruning the pipeline result cache", "err", err)
 	}

@@ -186,7 +186,7 @@ func newPipelineRun() *cobra.Command {
 				return err
 			}
 			defer store.Close()
-			eng := &pipeline.Engine{Logger: log, DataDir: sf.dataDir, Runs: store}
+			eng := &pipeline.Engine{Logger: log, DataDir: sf.dataDir, Registry: sf.registry, Runs: store}
 			if _, err := pipeline.ReapRuns(ctx, store, log); err != nil {
 				log.Warn("marking runs of exited processes failed", "err", err)
 			}

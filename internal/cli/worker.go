@@ -87,7 +87,7 @@ interrupted (SIGINT/SIGTERM give running tasks back to the queue).`,
 				return err
 			}
 			defer store.Close()
-			eng := &pipeline.Engine{Logger: log, DataDir: sf.dataDir, Runs: readOnlyRuns{store}}
+			eng := &pipeline.Engine{Logger: log, DataDir: sf.dataDir, Registry: sf.registry, Runs: readOnlyRuns{store}}
 			if modelRepo != "" {
 				mgr, stop, err := startModels(ctx, modelRepo, log)
 				if err != nil {

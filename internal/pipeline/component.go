@@ -124,6 +124,11 @@ type Env struct {
 	Logger *slog.Logger
 	// DataDir is Kiln's data directory (cache, run state).
 	DataDir string
+	// Registry is the DSN of the registry database the process uses
+	// (sqlite:PATH or postgres://...); "" means SQLite at
+	// <DataDir>/registry.db. Components that write to the registry use it
+	// unless their spec names another database.
+	Registry string
 	// Models is the in-process model server when the pipeline runs inside
 	// `kiln serve` (a *serving.Manager); nil otherwise. The predict
 	// transform asserts the interface it needs.

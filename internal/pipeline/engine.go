@@ -24,6 +24,8 @@ type Engine struct {
 	Logger *slog.Logger
 	// DataDir holds the result cache (<DataDir>/pipeline-cache).
 	DataDir string
+	// Registry is passed to components as Env.Registry.
+	Registry string
 	// Runs records runs (nil: runs are not recorded; params_from_run then
 	// cannot be used).
 	Runs RunStore
@@ -187,7 +189,7 @@ func (e *Engine) Run(ctx context.Context, plan *Plan, opts RunOptions) (*RunReco
 		opts.Started(rec)
 	}
 	lin := &lineage{seen: map[ModelRef]bool{}}
-	env := Env{Logger: log, DataDir: e.DataDir, Models: e.Models, RunID: rec.ID, BatchSize: plan.Settings.BatchSize, Lineage: lin}
+	env := Env{Logger: log, DataDir: e.DataDir, Registry: e.Registry, Models: e.Models, RunID: rec.ID, BatchSize: plan.Settings.BatchSize, Lineage: lin}
 	if opts.Task != nil {
 		env.Task = opts.Task.ID
 		log = log.With("task", opts.Task.ID)

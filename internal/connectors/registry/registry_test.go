@@ -386,3 +386,52 @@ func BenchmarkProfileAndDigest(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// TestSinkDefaultDatabase: a sink whose spec names no database writes to
+// the registry the process uses (Env.Registry: kiln serve's or the CLI's
+// --registry), else to registry.db in the data directory.
+func TestSinkDefaultDatabase(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		process func(t *testing.T) string // Env.Registry
+	}{
+		{"data dir", func(*testing.T) string { return "" }},
+		{"process sqlite", func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "elsewhere.db") }},
+		{"process postgres", pgDSN},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			dataDir := t.TempDir()
+			env := pipeline.Env{RunID: "run-1", DataDir: dataDir, Registry: tc.process(t), Lineage: &lineage{}}
+			want := env.Registry
+			if want == "" {
+				want = "sqlite:" + filepath.Join(dataDir, "registry.db")
+			}
+			registerVersion(t, want, "churn", 1)
+			cfg, err := pipeline.DecodeComponent(pipeline.KindSink, "registry", []byte(`{model: churn, version: 1, dataset: d}`), func(string) (string, bool) { return "", false })
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := newSink(ctx, cfg.(*SinkConfig), env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := rowsBatch([]float64{1, 2}, []string{"a", "b"})
+			defer b.Release()
+			if _, err := s.Write(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
+			st, err := OpenStore(ctx, want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			if ds, err := st.Datasets(ctx, "churn", 1); err != nil || len(ds) != 1 || ds[0].Rows != 2 {
+				t.Fatalf("records in %s: %+v, %v", want, ds, err)
+			}
+		})
+	}
+}

@@ -70,7 +70,7 @@ type SinkConfig struct {
 	Role     string `yaml:"role" doc:"what the data is to the version: training, validation, test or scoring"`
 	Profile  bool   `yaml:"profile" doc:"compute the feature profile (per-column statistics); false records the digest only"`
 	Digest   string `yaml:"digest" doc:"unordered (independent of row order) or ordered (rows in the order written)"`
-	Registry string `yaml:"registry" doc:"registry database: sqlite:PATH or postgres://... (default: registry.db in the data directory, as kiln serve uses)"`
+	Registry string `yaml:"registry" doc:"registry database: sqlite:PATH or postgres://... (default: the one the process running the pipeline uses, i.e. the --registry of kiln serve, kiln pipeline run or kiln worker, else registry.db in the data directory)"`
 }
 
 // Validate checks the configuration.
@@ -112,6 +112,9 @@ var _ pipeline.Sink = (*sink)(nil)
 
 func newSink(ctx context.Context, cfg *SinkConfig, env pipeline.Env) (*sink, error) {
 	dsn := cfg.Registry
+	if dsn == "" {
+		dsn = env.Registry
+	}
 	if dsn == "" {
 		dsn = "sqlite:" + filepath.Join(env.DataDir, "registry.db")
 	}
