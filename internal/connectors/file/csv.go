@@ -3,9 +3,11 @@ package file
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"runtime"
 	"sync"
@@ -224,6 +226,7 @@ type blockDecoder struct {
 	cols   []column
 	fast   []fastCol // per schema column: its typed append
 	stop   [256]bool // bytes that end an unquoted field on the fast path
+	below  uint64    // one more than the largest stop byte, in every byte of a word
 	bounds []int     // the fast path's fields: start, end offsets
 	rows   int       // rows per batch
 	// general makes every record go through the general parser and the
@@ -256,6 +259,12 @@ type fastCol struct {
 func newBlockDecoder(opt csvOptions, fields []Field, schema *arrow.Schema, proj []int, rows int) (*blockDecoder, error) {
 	d := &blockDecoder{p: csvParser{opt: opt}, schema: schema, fields: fields, proj: proj, rows: rows}
 	d.stop[opt.delim], d.stop['\n'], d.stop['\r'], d.stop[opt.quote] = true, true, true, true
+	// The word-at-a-time scan looks for bytes below the largest stop byte
+	// + 1; delimiters and quotes above 0x7f (not ASCII) leave it to the
+	// byte loop.
+	if top := max(opt.delim, opt.quote, '\r'); top < 0x80 {
+		d.below = lanes1 * uint64(top+1)
+	}
 	for _, f := range fields {
 		c, err := newColumn(f, min(rows, 1<<16))
 		if err != nil {
@@ -301,10 +310,30 @@ func (d *blockDecoder) splitFast(data []byte, pos int) (int, bool) {
 		return pos, false
 	}
 	b := d.bounds[:0]
+	delim, quote := d.p.opt.delim, d.p.opt.quote
+	start := pos
+	// Eight bytes at a time while they last: every candidate byte of a
+	// word (stopMask) is looked at before the next word is loaded.
+	for d.below != 0 && pos+8 <= len(data) {
+		for m := d.stopMask(binary.LittleEndian.Uint64(data[pos:])); m != 0; m &= m - 1 {
+			at := pos + bits.TrailingZeros64(m)>>3
+			switch data[at] {
+			case delim:
+				b = append(b, start, at)
+				start = at + 1
+			case '\n':
+				d.bounds = append(b, start, at)
+				return at + 1, true
+			case quote, '\r':
+				d.bounds = b
+				return pos, false
+			}
+		}
+		pos += 8
+	}
+	// Then one byte at a time.
 	stop := &d.stop
-	delim := d.p.opt.delim
-	for {
-		start := pos
+	for pos = max(pos, start); ; {
 		for pos < len(data) && !stop[data[pos]] {
 			pos++
 		}
@@ -316,6 +345,7 @@ func (d *blockDecoder) splitFast(data []byte, pos int) (int, bool) {
 		switch data[pos] {
 		case delim:
 			pos++
+			start = pos
 		case '\n':
 			d.bounds = b
 			return pos + 1, true
@@ -324,6 +354,20 @@ func (d *blockDecoder) splitFast(data []byte, pos int) (int, bool) {
 			return pos, false
 		}
 	}
+}
+
+// Bytes broadcast to the eight lanes of a word.
+const (
+	lanes1  = 0x0101010101010101
+	lanesHi = 0x8080808080808080
+)
+
+// stopMask has the high bit set of every byte of w (little-endian) below
+// d.below, which every stop byte (delimiter, quote, \n, \r) is: the lowest
+// set bit marks the first such byte (bits above it may be false
+// positives, and the byte may be no stop byte: the caller checks).
+func (d *blockDecoder) stopMask(w uint64) uint64 {
+	return (w - d.below) &^ w & lanesHi
 }
 
 // appendFast appends field text v (not null) to schema column ci; false

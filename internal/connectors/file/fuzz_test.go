@@ -223,15 +223,28 @@ func FuzzDecodeFastPath(f *testing.F) {
 		"1,2\n3\n", "x,1,2\n", "1,2,3,4\n", "\"a\nb\",1,2\n", "1,2,3\r\n\r\n4,5,6\r", "t,F,TRUE\nfalse,f,x\n",
 		"2024-13-01T00:00:00,1,1\n", "1,2,a\"b\n", "1e3,.5,+7\n",
 	} {
-		f.Add([]byte(s), uint16(0x0123), false)
-		f.Add([]byte(s), uint16(0x4455), true)
-		f.Add([]byte(s), uint16(0x2310), false)
+		f.Add([]byte(s), uint16(0x0123), false, uint8(0))
+		f.Add([]byte(s), uint16(0x4455), true, uint8(0))
+		f.Add([]byte(s), uint16(0x2310), false, uint8(1))
+	}
+	// Longer records (the word-at-a-time scan), spaces and signs right
+	// after delimiters, other delimiters.
+	for _, s := range []string{
+		"12345678901,2024-01-02T03:04:05,-0.125\n-7,2024-01-02T03:04:05.5,+3\n",
+		"a long text value here,with spaces,  -1 \n1,2,3\n",
+		"1;2;3\n4;-5;6\n", "1\t2\t3\n", "1|2|3\n", "1\xc3\xa92\xc3\xa93\n",
+	} {
+		for d := range uint8(5) {
+			f.Add([]byte(s), uint16(0x5555), false, d)
+			f.Add([]byte(s), uint16(0x1001), false, d)
+		}
 	}
 	types := []Field{
 		{Type: typeInt64}, {Type: typeFloat64}, {Type: typeTimestamp, Layout: "2006-01-02T15:04:05"}, {Type: typeDate},
 		{Type: typeBool}, {Type: typeString}, {Type: typeTimestamp}, {Type: typeDate, Layout: "02/01/2006"},
 	}
-	f.Fuzz(func(t *testing.T, data []byte, kinds uint16, comment bool) {
+	delims := []byte{',', ';', '\t', '|', 0xa9}
+	f.Fuzz(func(t *testing.T, data []byte, kinds uint16, comment bool, delim uint8) {
 		// Three columns, types picked by kinds' nibbles.
 		var fields []Field
 		for i := range 3 {
@@ -243,7 +256,7 @@ func FuzzDecodeFastPath(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		opt := csvOptions{delim: ',', quote: '"', nulls: newNullSet([]string{"", "NA"})}
+		opt := csvOptions{delim: delims[int(delim)%len(delims)], quote: '"', nulls: newNullSet([]string{"", "NA"})}
 		if comment {
 			opt.comment = '#'
 		}

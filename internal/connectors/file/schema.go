@@ -304,11 +304,11 @@ func parseBool(b []byte) (bool, bool) {
 			return false, true
 		}
 	case 4:
-		if strings.EqualFold(string(b), "true") {
+		if string(b) == "true" || strings.EqualFold(string(b), "true") {
 			return true, true
 		}
 	case 5:
-		if strings.EqualFold(string(b), "false") {
+		if string(b) == "false" || strings.EqualFold(string(b), "false") {
 			return false, true
 		}
 	}
