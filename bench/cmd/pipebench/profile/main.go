@@ -7,6 +7,9 @@
 //	go run ./bench/cmd/pipebench/profile --cpuprofile cpu.pprof bench/out/pipebench/work/kiln-1.yaml
 //	go tool pprof -top -nodecount 40 cpu.pprof
 //
+// --trace writes an execution trace (go tool trace) to see whether both
+// cores are busy through the run.
+//
 // It prints the run's per-stage statistics (rows, batches, time inside
 // each stage's calls, summed over workers).
 package main
@@ -22,6 +25,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -43,6 +47,7 @@ func main() {
 func mainErr() error {
 	cpu := flag.String("cpuprofile", "cpu.pprof", "CPU profile to write")
 	mem := flag.String("memprofile", "", "heap profile (allocations) to write at the end")
+	traceOut := flag.String("trace", "", "execution trace to write (go tool trace): which goroutines ran when, GC, idle cores")
 	dataDir := flag.String("data-dir", "", "engine data directory (default: a temporary one)")
 	flag.Parse()
 	if flag.NArg() != 1 {
@@ -73,11 +78,24 @@ func mainErr() error {
 	if err := pprof.StartCPUProfile(f); err != nil {
 		return err
 	}
+	if *traceOut != "" {
+		tf, err := os.Create(*traceOut)
+		if err != nil {
+			return err
+		}
+		defer tf.Close()
+		if err := trace.Start(tf); err != nil {
+			return err
+		}
+	}
 	eng := &pipeline.Engine{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DataDir: *dataDir}
 	start := time.Now()
 	rec, runErr := eng.Run(ctx, plan, pipeline.RunOptions{NoCache: true})
 	wall := time.Since(start)
 	pprof.StopCPUProfile()
+	if *traceOut != "" {
+		trace.Stop()
+	}
 	if *mem != "" {
 		mf, err := os.Create(*mem)
 		if err != nil {
