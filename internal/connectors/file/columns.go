@@ -377,7 +377,18 @@ func fastTime(layout string, b []byte) (int64, bool) {
 }
 
 // parse is fastTime for this layout.
-func (f timeLayout) parse(b []byte) (int64, bool) {
+func (f timeLayout) parse(b []byte) (int64, bool) { return f.parseCached(b, nil) }
+
+// dateCache remembers the last date a column parsed: consecutive
+// timestamps mostly share their day.
+type dateCache struct {
+	text [10]byte
+	days int32
+	ok   bool
+}
+
+// parseCached is parse, looking the date up in c (when not nil) first.
+func (f timeLayout) parseCached(b []byte, c *dateCache) (int64, bool) {
 	if len(b) < 19 || b[10] != f.sep || b[13] != ':' || b[16] != ':' {
 		return 0, false
 	}
@@ -387,9 +398,19 @@ func (f timeLayout) parse(b []byte) (int64, bool) {
 		}
 		b = b[:len(b)-1]
 	}
-	days, ok := fastDate(b[:10])
-	if !ok {
-		return 0, false
+	var days int32
+	if c != nil && c.ok && string(b[:10]) == string(c.text[:]) {
+		days = c.days
+	} else {
+		d, ok := fastDate(b[:10])
+		if !ok {
+			return 0, false
+		}
+		days = d
+		if c != nil {
+			copy(c.text[:], b[:10])
+			c.days, c.ok = d, true
+		}
 	}
 	h, ok1 := twoDigits(b[11:13])
 	m, ok2 := twoDigits(b[14:16])

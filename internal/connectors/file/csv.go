@@ -254,6 +254,7 @@ type fastCol struct {
 	b    *boolCol
 	s    *stringCol
 	ts   timeLayout
+	day  dateCache
 }
 
 func newBlockDecoder(opt csvOptions, fields []Field, schema *arrow.Schema, proj []int, rows int) (*blockDecoder, error) {
@@ -388,7 +389,7 @@ func (d *blockDecoder) appendFast(ci int, v []byte) bool {
 		}
 		return ok
 	case kindTimestamp:
-		us, ok := fc.ts.parse(v)
+		us, ok := fc.ts.parseCached(v, &fc.day)
 		if ok {
 			fc.i64.appendValue(us)
 		}
