@@ -23,19 +23,26 @@ import (
 // parallelParquet writes Parquet files whose row groups have their column
 // chunks encoded and compressed in parallel, one goroutine per core, each
 // taking the next column: pqarrow's FileWriter encodes one column after
-// the other on the caller's goroutine. It takes flat schemas of primitive
+// the other on the caller's goroutine. Batches are collected (as slices,
+// no copy) and encoded when the row group is full or they pass
+// maxPendingBytes, so the Arrow data held stays bounded whatever the row
+// group size; the encoded row group is held until it is closed, as
+// pqarrow's buffered row groups are. It takes flat schemas of primitive
 // columns (flatParquet); other schemas go through pqarrow's writer. The
 // file is the one pqarrow writes for the same batches (the Arrow schema is
 // stored too), row groups cut at the same rows.
 type parallelParquet struct {
-	w        *file.Writer
-	arrProps pqarrow.ArrowWriterProperties
-	rgRows   int
-	workers  int
-	nullable []bool
-	pending  [][]arrow.Array // per column, the slices of the row group being collected
-	rows     int             // rows in pending
-	ones     []int16         // definition levels of a chunk without nulls (read-only)
+	w            *file.Writer
+	arrProps     pqarrow.ArrowWriterProperties
+	rgRows       int
+	workers      int
+	nullable     []bool
+	rgw          file.BufferedRowGroupWriter // the row group being written (nil: none)
+	rows         int                         // its rows (encoded and pending)
+	pending      [][]arrow.Array             // per column, slices not yet encoded
+	pendingBytes int64                       // their size (estimated)
+	maxPending   int64                       // encode the pending slices beyond this size
+	ones         []int16                     // definition levels of a chunk without nulls (read-only)
 }
 
 var _ batchWriter = (*parallelParquet)(nil)
@@ -87,7 +94,7 @@ func newParallelParquet(schema *arrow.Schema, w io.Writer, props *parquet.Writer
 	if err != nil {
 		return nil, err
 	}
-	p := &parallelParquet{w: fw, arrProps: arrProps, rgRows: int(props.MaxRowGroupLength()), workers: max(1, workers),
+	p := &parallelParquet{w: fw, arrProps: arrProps, rgRows: int(props.MaxRowGroupLength()), workers: max(1, workers), maxPending: maxPendingBytes,
 		pending: make([][]arrow.Array, schema.NumFields())}
 	for _, f := range schema.Fields() {
 		p.nullable = append(p.nullable, f.Nullable)
@@ -95,10 +102,19 @@ func newParallelParquet(schema *arrow.Schema, w io.Writer, props *parquet.Writer
 	return p, nil
 }
 
-// write adds b's rows to the row group being collected, writing row
-// groups as they fill.
+// maxPendingBytes bounds the Arrow data held for the row group being
+// written: beyond it the collected slices are encoded into the row
+// group's (compressed) buffers before more are taken.
+const maxPendingBytes = 32 << 20
+
+// write adds b's rows to the row group being written, closing row groups
+// as they fill.
 func (p *parallelParquet) write(b arrow.RecordBatch) error {
 	n := int(b.NumRows())
+	if n == 0 {
+		return nil
+	}
+	rowBytes := batchBytes(b) / int64(n)
 	for off := 0; off < n; {
 		take := min(n-off, p.rgRows-p.rows)
 		for i, col := range b.Columns() {
@@ -110,30 +126,63 @@ func (p *parallelParquet) write(b arrow.RecordBatch) error {
 			p.pending[i] = append(p.pending[i], col)
 		}
 		p.rows += take
+		p.pendingBytes += int64(take) * rowBytes
 		off += take
-		if p.rows == p.rgRows {
-			if err := p.flush(); err != nil {
-				return err
-			}
+		var err error
+		switch {
+		case p.rows == p.rgRows:
+			err = p.flush()
+		case p.pendingBytes >= p.maxPending:
+			err = p.encode(false)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// flush writes the collected rows as one row group: the columns are
-// encoded (and their pages compressed) in parallel into the row group's
-// buffers, which are then copied into the file in order.
+// batchBytes is the size of b's buffers.
+func batchBytes(b arrow.RecordBatch) int64 {
+	var n int64
+	for _, c := range b.Columns() {
+		for _, buf := range c.Data().Buffers() {
+			if buf != nil {
+				n += int64(buf.Len())
+			}
+		}
+	}
+	return n
+}
+
+// flush ends the row group: what is pending is encoded, the last pages
+// compressed, and the row group's buffers copied into the file in order.
 func (p *parallelParquet) flush() error {
 	if p.rows == 0 {
 		return nil
 	}
-	defer p.release()
-	rgw, err := p.w.AppendBufferedRowGroupChecked()
-	if err != nil {
+	if err := p.encode(true); err != nil {
 		return err
 	}
-	if p.ones == nil || len(p.ones) < p.rows {
-		p.ones = make([]int16, p.rows)
+	rgw := p.rgw
+	p.rgw, p.rows = nil, 0
+	return rgw.Close()
+}
+
+// encode writes the pending slices into the row group's column writers,
+// the columns in parallel; last also encodes and compresses the page each
+// column is filling.
+func (p *parallelParquet) encode(last bool) error {
+	defer p.release()
+	if p.rgw == nil {
+		rgw, err := p.w.AppendBufferedRowGroupChecked()
+		if err != nil {
+			return err
+		}
+		p.rgw = rgw
+	}
+	if longest := p.longestPending(); len(p.ones) < longest {
+		p.ones = make([]int16, longest)
 		for i := range p.ones {
 			p.ones[i] = 1
 		}
@@ -150,7 +199,7 @@ func (p *parallelParquet) flush() error {
 				if i >= len(p.pending) {
 					return
 				}
-				defs, errs[i] = p.writeColumn(ctx, rgw, i, defs)
+				defs, errs[i] = p.writeColumn(ctx, p.rgw, i, defs, last)
 			}
 		})
 	}
@@ -160,7 +209,18 @@ func (p *parallelParquet) flush() error {
 			return fmt.Errorf("parquet column %d: %w", i, err)
 		}
 	}
-	return rgw.Close()
+	return nil
+}
+
+// longestPending is the length of the longest pending slice.
+func (p *parallelParquet) longestPending() int {
+	n := 0
+	if len(p.pending) > 0 {
+		for _, a := range p.pending[0] {
+			n = max(n, a.Len())
+		}
+	}
+	return n
 }
 
 // pageFlusher is implemented by arrow-go's column chunk writers: it
@@ -171,8 +231,9 @@ type pageFlusher interface {
 }
 
 // writeColumn encodes column i's pending slices into its column chunk
-// writer; defs is scratch space for definition levels.
-func (p *parallelParquet) writeColumn(ctx context.Context, rgw file.BufferedRowGroupWriter, i int, defs []int16) ([]int16, error) {
+// writer (last: and the page it is filling); defs is scratch space for
+// definition levels.
+func (p *parallelParquet) writeColumn(ctx context.Context, rgw file.BufferedRowGroupWriter, i int, defs []int16, last bool) ([]int16, error) {
 	cw, err := rgw.Column(i)
 	if err != nil {
 		return defs, err
@@ -190,6 +251,9 @@ func (p *parallelParquet) writeColumn(ctx context.Context, rgw file.BufferedRowG
 		if err := pqarrow.WriteArrowToColumn(ctx, cw, a, lv, nil, p.nullable[i]); err != nil {
 			return defs, err
 		}
+	}
+	if !last {
+		return defs, nil
 	}
 	// The last page is encoded and compressed here, in parallel, rather
 	// than when the row group is closed. Only for plain encoding, whose
@@ -218,14 +282,16 @@ func definitionLevels(dst []int16, a arrow.Array) []int16 {
 	return dst
 }
 
+// release drops the pending slices.
 func (p *parallelParquet) release() {
 	for i, cols := range p.pending {
-		for _, c := range cols {
+		for j, c := range cols {
 			c.Release()
+			cols[j] = nil
 		}
-		p.pending[i] = p.pending[i][:0]
+		p.pending[i] = cols[:0]
 	}
-	p.rows = 0
+	p.pendingBytes = 0
 }
 
 // finish writes the last row group and the footer.

@@ -77,17 +77,21 @@ func TestParallelParquetMatchesPqarrow(t *testing.T) {
 		dict              bool
 		codec             compress.Compression
 		extra             []parquet.WriterProperty
+		maxPending        int64
 	}{
-		{"one batch", []int{100}, 1000, 2, 0, false, compress.Codecs.Snappy, nil},
-		{"nulls, across row groups", []int{700, 300, 1, 999, 2000}, 1000, 3, 5, false, compress.Codecs.Snappy, nil},
-		{"all-null rows every other", []int{50, 50}, 30, 4, 2, false, compress.Codecs.Zstd, nil},
-		{"one worker, dictionary", []int{1234, 4321}, 2048, 1, 11, true, compress.Codecs.Snappy, nil},
-		{"more workers than columns", []int{64}, 16, 32, 3, false, compress.Codecs.Uncompressed, nil},
-		{"no rows", nil, 100, 2, 0, false, compress.Codecs.Snappy, nil},
+		{"one batch", []int{100}, 1000, 2, 0, false, compress.Codecs.Snappy, nil, 0},
+		{"nulls, across row groups", []int{700, 300, 1, 999, 2000}, 1000, 3, 5, false, compress.Codecs.Snappy, nil, 0},
+		{"all-null rows every other", []int{50, 50}, 30, 4, 2, false, compress.Codecs.Zstd, nil, 0},
+		{"one worker, dictionary", []int{1234, 4321}, 2048, 1, 11, true, compress.Codecs.Snappy, nil, 0},
+		{"more workers than columns", []int{64}, 16, 32, 3, false, compress.Codecs.Uncompressed, nil, 0},
+		{"no rows", nil, 100, 2, 0, false, compress.Codecs.Snappy, nil, 0},
 		{"small pages, dictionary falling back", []int{3000, 3000}, 4000, 2, 7, true, compress.Codecs.Snappy,
-			[]parquet.WriterProperty{parquet.WithDataPageSize(1024), parquet.WithDictionaryPageSizeLimit(300)}},
+			[]parquet.WriterProperty{parquet.WithDataPageSize(1024), parquet.WithDictionaryPageSizeLimit(300)}, 0},
 		{"small pages, all dictionary", []int{3000, 3000}, 4000, 2, 7, true, compress.Codecs.Snappy,
-			[]parquet.WriterProperty{parquet.WithDataPageSize(512), parquet.WithDictionaryDefault(true)}},
+			[]parquet.WriterProperty{parquet.WithDataPageSize(512), parquet.WithDictionaryDefault(true)}, 0},
+		{"encoded before the row group is full", []int{500, 700, 300, 2500, 10, 990}, 4000, 2, 9, false, compress.Codecs.Snappy,
+			[]parquet.WriterProperty{parquet.WithDataPageSize(2048)}, 20 << 10},
+		{"encoded every batch, dictionary", []int{500, 700, 300, 2500, 10, 990}, 2000, 3, 0, true, compress.Codecs.Snappy, nil, 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -106,6 +110,9 @@ func TestParallelParquetMatchesPqarrow(t *testing.T) {
 			par, err := newParallelParquet(flatTestSchema, &got, props, arrProps, c.workers)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if c.maxPending > 0 {
+				par.maxPending = c.maxPending
 			}
 			lo := 0
 			for i, n := range c.sizes {
