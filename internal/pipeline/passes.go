@@ -77,7 +77,7 @@ func (e *Engine) passes(ctx context.Context, plan *Plan, env Env, b *built, cach
 			}
 			fitted[g[k]] = true
 		}
-		src, from = sp.source(), j
+		src, from = sp.source(true), j
 	}
 	mainPlan := *plan
 	mainPlan.Transforms = plan.Transforms[from:]

@@ -220,7 +220,7 @@ func TestSpill(t *testing.T) {
 	if len(sp.parts) != 3 || sp.rows != 7 {
 		t.Errorf("%d parts, %d rows", len(sp.parts), sp.rows)
 	}
-	src := sp.source()
+	src := sp.source(false)
 	for range 2 {
 		var got []string
 		err := src.Read(context.Background(), func(_ context.Context, b Batch, _ AckFunc) error {
@@ -237,7 +237,20 @@ func TestSpill(t *testing.T) {
 			t.Errorf("progress %d of %d", done, total)
 		}
 	}
+	// A consuming source closes each part once read: it reads once.
+	consumed := 0
+	if err := sp.source(true).Read(context.Background(), func(context.Context, Batch, AckFunc) error { consumed++; return nil }); err != nil || consumed != 4 {
+		t.Fatalf("consuming read: %d batches, %v", consumed, err)
+	}
+	for _, p := range sp.parts {
+		if p.f != nil {
+			t.Error("part left open after a consuming read")
+		}
+	}
 	sp.release()
+	if err := src.Read(context.Background(), func(context.Context, Batch, AckFunc) error { return nil }); err == nil {
+		t.Error("read after release")
+	}
 	es, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -145,17 +145,29 @@ func (s *spill) release() {
 	_ = s.finishPart()
 	s.closed = true
 	for _, p := range s.parts {
-		_ = p.f.Close()
-		if p.name != "" {
-			_ = os.Remove(p.name)
-		}
+		p.close()
 	}
 	s.parts = nil
 }
 
+// close closes and removes the part's file (once).
+func (p *spillPart) close() {
+	if p.f == nil {
+		return
+	}
+	_ = p.f.Close()
+	if p.name != "" {
+		_ = os.Remove(p.name)
+	}
+	p.f = nil
+}
+
 // source replays what was written, in order. The spill must be closed.
-func (s *spill) source() *spillSource {
-	src := &spillSource{parts: s.parts}
+// With consume, each part is released as soon as it has been read (the
+// source can then be read once): the system frees its pages while the
+// rest of the run goes on.
+func (s *spill) source(consume bool) *spillSource {
+	src := &spillSource{parts: s.parts, consume: consume}
 	for _, p := range s.parts {
 		src.total += p.size
 	}
@@ -164,8 +176,9 @@ func (s *spill) source() *spillSource {
 
 // spillSource is a Source over a closed spill's parts.
 type spillSource struct {
-	parts []*spillPart
-	total int64
+	parts   []*spillPart
+	consume bool
+	total   int64
 	done  atomic.Int64
 	mu    sync.Mutex // one Read at a time
 }
@@ -180,8 +193,14 @@ func (s *spillSource) Read(ctx context.Context, emit EmitFunc) error {
 	defer s.mu.Unlock()
 	s.done.Store(0)
 	for _, p := range s.parts {
+		if p.f == nil {
+			return errors.New("spill: read again after it was consumed")
+		}
 		if err := s.readPart(ctx, p, emit); err != nil {
 			return err
+		}
+		if s.consume {
+			p.close()
 		}
 	}
 	return nil
