@@ -183,7 +183,7 @@ func (s *sink) open(schema *arrow.Schema) error {
 	if err != nil {
 		return fmt.Errorf("file sink: %w", err)
 	}
-	s.tmp, s.buf, s.schema = f, bufio.NewWriterSize(f, 1<<20), schema
+	s.tmp, s.buf, s.schema = f, bufio.NewWriterSize(&writeback{f: f}, 1<<20), schema
 	switch s.cfg.Format {
 	case formatCSV:
 		s.w = newCSVWriter(s.buf, schema, s.cfg.Delimiter[0], s.cfg.Header)
