@@ -13,7 +13,7 @@
 // issue's ratios and writes them as the "pipelines" section of
 // docs/benchmarks.md (--quick: bench/out/benchmarks.md).
 //
-//	go run ./bench/cmd/pipebench [--quick] [--kiln bin/kiln] [--rows N] [--runs N]
+//	go run ./bench/cmd/pipebench [--quick] [--kiln BINARY] [--rows N] [--runs N]
 package main
 
 import (
@@ -73,7 +73,7 @@ func mainErr() error {
 	)
 	flag.BoolVar(&o.quick, "quick", false, "small sizes for iteration (200k rows, 256 MiB memory input, 1 run); writes bench/out/benchmarks.md")
 	flag.StringVar(&o.doc, "doc", "", "report to write the pipelines section into (default docs/benchmarks.md; quick: bench/out/benchmarks.md)")
-	flag.StringVar(&o.kiln, "kiln", "", "kiln binary to measure (default bin/kiln, built when missing)")
+	flag.StringVar(&o.kiln, "kiln", "", "kiln binary to measure (default: built from the working tree into the work directory's bin/)")
 	flag.Int64Var(&o.rows, "rows", 0, "rows of the main input (default 5000000; quick 200000)")
 	flag.StringVar(&memBytes, "mem-bytes", "", "size of the memory run's input, e.g. 2GiB (default 4 × 512 MiB; quick 256MiB; 0 skips the memory run)")
 	flag.IntVar(&o.runs, "runs", 0, "measured runs per contender, interleaved; the median is reported (default 3; quick 1)")
@@ -314,7 +314,7 @@ func (h *harness) run(ctx context.Context) (*Results, error) {
 func (h *harness) selected(name string) bool { return len(h.o.only) == 0 || h.o.only[name] }
 
 // build builds the DuckDB peer (always: it also checks every output) and
-// Kiln when no binary was given and bin/kiln is missing.
+// Kiln from the working tree when no binary was given.
 func (h *harness) build(ctx context.Context) error {
 	bin, err := filepath.Abs(filepath.Join(h.o.outDir, "bin"))
 	if err != nil {
@@ -330,13 +330,12 @@ func (h *harness) build(ctx context.Context) error {
 	}
 	h.kiln = h.o.kiln
 	if h.kiln == "" {
-		h.kiln = filepath.Join("bin", "kiln")
-		if _, err := os.Stat(h.kiln); err != nil {
-			h.kiln = filepath.Join(bin, "kiln")
-			h.logf("building kiln into %s", h.kiln)
-			if out, err := exec.CommandContext(ctx, "go", "build", "-o", h.kiln, "./cmd/kiln").CombinedOutput(); err != nil {
-				return fmt.Errorf("building kiln: %w\n%s", err, out)
-			}
+		// Built from the working tree every time: a bin/kiln left by an
+		// earlier build may be older than the code being measured.
+		h.kiln = filepath.Join(bin, "kiln")
+		h.logf("building kiln into %s", h.kiln)
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", h.kiln, "./cmd/kiln").CombinedOutput(); err != nil {
+			return fmt.Errorf("building kiln: %w\n%s", err, out)
 		}
 	}
 	if _, err := os.Stat(h.kiln); err != nil && h.selected("kiln") {
