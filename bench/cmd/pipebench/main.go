@@ -334,7 +334,13 @@ func (h *harness) build(ctx context.Context) error {
 		// earlier build may be older than the code being measured.
 		h.kiln = filepath.Join(bin, "kiln")
 		h.logf("building kiln into %s", h.kiln)
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", h.kiln, "./cmd/kiln").CombinedOutput(); err != nil {
+		// Stamped with the version as make build stamps it.
+		version := "dev"
+		if out, err := exec.CommandContext(ctx, "git", "describe", "--tags", "--always", "--dirty").Output(); err == nil {
+			version = strings.TrimSpace(string(out))
+		}
+		ldflags := "-X github.com/kilnai/kiln/internal/app.Version=" + version
+		if out, err := exec.CommandContext(ctx, "go", "build", "-ldflags", ldflags, "-o", h.kiln, "./cmd/kiln").CombinedOutput(); err != nil {
 			return fmt.Errorf("building kiln: %w\n%s", err, out)
 		}
 	}
