@@ -179,8 +179,8 @@ type spillSource struct {
 	parts   []*spillPart
 	consume bool
 	total   int64
-	done  atomic.Int64
-	mu    sync.Mutex // one Read at a time
+	done    atomic.Int64
+	mu      sync.Mutex // one Read at a time
 }
 
 var (
