@@ -35,6 +35,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kilnai/kiln/bench/internal/machine"
 	"github.com/kilnai/kiln/bench/internal/mdsection"
 )
 
@@ -252,7 +253,7 @@ func (h *harness) run(ctx context.Context) (*Results, error) {
 	res := &Results{
 		Date:    time.Now().UTC().Format("2006-01-02 15:04 MST"),
 		Command: commandLine(),
-		Machine: machineInfo(),
+		Machine: machine.Read(),
 		Settings: Settings{
 			Rows: o.rows, Runs: o.runs, Seed: o.seed, CPUs: o.cpus, Threads: threads, Quick: o.quick,
 			QuietLimit: o.quiet,
@@ -304,7 +305,7 @@ func (h *harness) run(ctx context.Context) (*Results, error) {
 		}
 		res.Memory = mem
 	}
-	res.Machine.LoadEnd = loadAvg()
+	res.Machine.LoadEnd = machine.LoadAvg()
 	if b, err := json.MarshalIndent(res, "", "  "); err == nil {
 		_ = os.WriteFile(filepath.Join(o.outDir, "results.json"), append(b, '\n'), 0o644)
 	}

@@ -1,14 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/kilnai/kiln/bench/internal/machine"
 )
 
 // Results is everything one benchmark run measured.
@@ -322,51 +321,7 @@ func thousands(v float64) string {
 }
 
 // Machine describes where the benchmark ran.
-type Machine struct {
-	CPUs      int     `json:"cpus"`
-	CPUModel  string  `json:"cpu_model"`
-	MemoryGiB float64 `json:"memory_gib"`
-	Kernel    string  `json:"kernel"`
-	LoadStart string  `json:"load_start"`
-	LoadEnd   string  `json:"load_end"`
-}
-
-func machineInfo() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), CPUModel: "unknown", LoadStart: loadAvg()}
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		s := bufio.NewScanner(f)
-		for s.Scan() {
-			if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-		f.Close()
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				m.MemoryGiB = kb / (1 << 20)
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
-	return m
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	if f := strings.Fields(string(b)); len(f) > 0 {
-		return f[0]
-	}
-	return "unknown"
-}
+type Machine = machine.Info
 
 // maxOtherLoad is the most cores other processes kept busy during any
 // measured run.
