@@ -9,6 +9,7 @@ package pipeline
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -203,4 +204,73 @@ func ColumnsOverlap(a, b string) bool {
 		return strings.HasPrefix(a, pb)
 	}
 	return a == b
+}
+
+// SourceReject is one input record a source could not decode: a CSV
+// record with the wrong number of fields or a field that does not parse as
+// its column's type, a line that is not JSON, a JSON value of the wrong
+// type, a message that cannot be decoded.
+type SourceReject struct {
+	// Record is the record's raw text (a CSV record, a JSON value, a
+	// message body), at most MaxRejectRecord bytes of it (CopyRecord). The
+	// engine owns it once handed over: the source must not reuse it.
+	Record []byte
+	// Input names what the record was read from: a file path, the URL of
+	// a page, a subject.
+	Input string
+	// Line is the 1-based line of Input where the record starts (0: the
+	// input is not read by lines).
+	Line int64
+	// Index is the record's 1-based number in Input (a CSV or NDJSON
+	// record, an element of a JSON array, the record of a page, a
+	// message's stream sequence); 0 when unknown.
+	Index int64
+	// Err says why the record was refused.
+	Err error
+}
+
+// Location is where the record is: "INPUT:LINE", else "INPUT#INDEX",
+// else INPUT.
+func (r SourceReject) Location() string {
+	switch {
+	case r.Line > 0:
+		return r.Input + ":" + strconv.FormatInt(r.Line, 10)
+	case r.Index > 0:
+		return r.Input + "#" + strconv.FormatInt(r.Index, 10)
+	}
+	return r.Input
+}
+
+// MaxRejectRecord bounds the raw text kept of a rejected record (an
+// unterminated quote can make the rest of a file one record).
+const MaxRejectRecord = 1 << 20
+
+// CopyRecord returns a copy of a record's raw text for a SourceReject,
+// cut to MaxRejectRecord bytes.
+func CopyRecord(b []byte) []byte {
+	return append([]byte(nil), b[:min(len(b), MaxRejectRecord)]...)
+}
+
+// RejectFunc takes records a source could not decode. It returns nil when
+// the source should read on (the records are on their way to the on_error
+// sink, or were logged and dropped), or the error that ends the run
+// (on_error policy stop, cancellation), which Read then returns. Like
+// emit, it is called from one goroutine at a time and may block while the
+// dead-letter sink is behind. ack, when not nil, is called exactly once,
+// also when RejectFunc returns an error: with nil once the records were
+// written to the on_error sink (or dropped), else with the error that
+// stopped them (a stream source acknowledges the messages that carried
+// them in it, so a message that cannot be decoded is dead-lettered, then
+// acknowledged, never redelivered forever).
+type RejectFunc func(ctx context.Context, recs []SourceReject, ack AckFunc) error
+
+// Rejecter is implemented by sources that can set aside records they
+// cannot decode and read on. The engine calls SetReject before Read (and
+// SetReject(nil) after it); the records then go where rows a transform
+// rejects go: to the on_error sink as dead letters with their raw text and
+// location, logged and dropped, or the end of the run, by the on_error
+// policy. Without a RejectFunc (nil, or a source that does not implement
+// Rejecter) such a record fails Read.
+type Rejecter interface {
+	SetReject(f RejectFunc)
 }

@@ -465,7 +465,8 @@ func fillTotals(rec *RunRecord, st []StageStats) {
 	if len(st) == 0 {
 		return
 	}
-	rec.RowsIn = st[0].RowsOut
+	// Rows in: what the source read, the records it rejected included.
+	rec.RowsIn = st[0].RowsOut + st[0].RowsRejected
 	// Rows out: what reached the first sink (every sink gets every batch).
 	for _, s := range st {
 		if s.Stage != "source" && len(s.Stage) > 5 && s.Stage[:5] == "sinks" {
@@ -649,7 +650,8 @@ type runner struct {
 
 	sem      chan struct{}
 	mu       sync.Mutex
-	inflight map[uint64]*item
+	inflight map[*item]struct{}
+	seq      uint64 // of the next batch (the source's goroutine only)
 
 	source *counters
 	xs     []*counters
@@ -667,13 +669,40 @@ func (r *runner) fail(err error) {
 	})
 }
 
+// admit takes a place among the batches in flight (waiting while
+// max_in_flight are) for an item of b (nil: the source's rejected records)
+// and registers it. When the run ends first, ack gets the run's error.
+func (r *runner) admit(ctx context.Context, b Batch, ack AckFunc) (*item, error) {
+	select {
+	case r.sem <- struct{}{}:
+	case <-r.ctx.Done():
+		err := context.Cause(r.ctx)
+		if ack != nil {
+			_ = ack(ctx, err)
+		}
+		return nil, err
+	}
+	it := &item{b: b, ack: ack}
+	if b != nil {
+		// Batches are numbered for the reorder buffer; rejected records
+		// do not pass it.
+		it.seq = r.seq
+		r.seq++
+	}
+	it.pending.Store(1)
+	r.mu.Lock()
+	r.inflight[it] = struct{}{}
+	r.mu.Unlock()
+	return it, nil
+}
+
 // done drops one reference to it; the last one acknowledges the batch.
 func (r *runner) done(it *item) {
 	if it.pending.Add(-1) != 0 {
 		return
 	}
 	r.mu.Lock()
-	delete(r.inflight, it.seq)
+	delete(r.inflight, it)
 	r.mu.Unlock()
 	if it.b != nil {
 		it.b.Release()
@@ -693,7 +722,7 @@ func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, t
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r := &runner{plan: plan, log: log, ctx: rctx, cancel: cancel,
-		sem: make(chan struct{}, set.MaxInFlight), inflight: map[uint64]*item{},
+		sem: make(chan struct{}, set.MaxInFlight), inflight: map[*item]struct{}{},
 		source: &counters{stage: "source", component: sourceName}, hasDLQ: dlq != nil}
 	for i := range ts {
 		r.xs = append(r.xs, &counters{stage: plan.Transforms[i].Stage, component: plan.Transforms[i].Name})
@@ -732,10 +761,17 @@ func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, t
 
 	stopProgress := r.startProgress(src, opts)
 
+	// Records the source cannot decode go where rejected rows go.
+	if rj, ok := src.(Rejecter); ok {
+		rj.SetReject(r.sourceRejects)
+		defer rj.SetReject(nil)
+	}
+
 	var wg sync.WaitGroup
 	// Source.
-	var seq uint64
+	srcDone := make(chan struct{})
 	wg.Go(func() {
+		defer close(srcDone)
 		defer close(srcOut)
 		defer r.recoverStage("source " + plan.Source.Name)
 		err := src.Read(rctx, func(ctx context.Context, b Batch, ack AckFunc) error {
@@ -749,26 +785,17 @@ func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, t
 				}
 				return nil
 			}
-			select {
-			case r.sem <- struct{}{}:
-			case <-rctx.Done():
-				if ack != nil {
-					_ = ack(ctx, context.Cause(rctx))
-				}
-				return context.Cause(rctx)
-			}
 			// The engine keeps its own reference; the source may release
 			// its one when emit returns.
 			b.Retain()
-			it := &item{seq: seq, b: b, ack: ack}
-			it.pending.Store(1)
-			seq++
+			it, err := r.admit(ctx, b, ack)
+			if err != nil {
+				b.Release()
+				return err
+			}
 			r.source.batches.Add(1)
 			r.source.out.Add(b.NumRows())
 			r.source.by.Add(BatchBytes(b))
-			r.mu.Lock()
-			r.inflight[it.seq] = it
-			r.mu.Unlock()
 			select {
 			case srcOut <- it:
 				return nil
@@ -912,8 +939,11 @@ func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, t
 		})
 	}
 	wg.Go(func() {
+		// Sinks, transforms and the source (its rejected records) hand
+		// dead letters over.
 		swg.Wait()
 		xwg.Wait()
+		<-srcDone
 		close(r.dlqCh)
 	})
 
@@ -964,7 +994,7 @@ func (e *Engine) execute(ctx context.Context, plan *Plan, env Env, src Source, t
 	if err == nil && len(r.inflight) > 0 {
 		err = fmt.Errorf("internal error: %d batches neither written nor failed", len(r.inflight))
 	}
-	for _, it := range r.inflight {
+	for it := range r.inflight {
 		if it.b != nil {
 			it.b.Release()
 		}
@@ -1074,11 +1104,118 @@ func (r *runner) rejected(it *item, in Batch, rej []RowError, stage string) bool
 	}
 }
 
+// sourceRejects is the RejectFunc of the pass that reads the source: the
+// records go where rows a transform rejects go (see rejected), as dead
+// letters made by SourceDeadLetters, and count as the source's rejected
+// rows.
+func (r *runner) sourceRejects(ctx context.Context, recs []SourceReject, ack AckFunc) error {
+	if len(recs) == 0 {
+		if ack != nil {
+			return ack(ctx, nil)
+		}
+		return nil
+	}
+	if r.ctx.Err() != nil {
+		err := context.Cause(r.ctx)
+		if ack != nil {
+			_ = ack(ctx, err)
+		}
+		return err
+	}
+	stage := r.source.stage
+	r.source.rejected.Add(int64(len(recs)))
+	if r.plan.Policy == PolicyStop {
+		re := recs[0]
+		err := fmt.Errorf("%s rejected a record (on_error policy stop): %s: %w", stage, re.Location(), re.Err)
+		r.fail(err)
+		if ack != nil {
+			_ = ack(ctx, err)
+		}
+		return err
+	}
+	if !r.hasDLQ {
+		v, _ := r.warned.LoadOrStore(stage, new(atomic.Int32))
+		n := v.(*atomic.Int32)
+		for _, re := range recs {
+			if n.Add(1) > maxRejectWarnings {
+				break
+			}
+			r.log.Warn("record rejected (no on_error sink: dropped)", "stage", stage, "at", re.Location(), "err", re.Err)
+		}
+		if ack != nil {
+			if err := ack(ctx, nil); err != nil {
+				r.log.Warn("acknowledging rejected records to the source failed (they may be delivered again)", "err", err)
+			}
+		}
+		return nil
+	}
+	d := SourceDeadLetters(recs, stage)
+	it, err := r.admit(ctx, nil, ack)
+	if err != nil {
+		d.Release()
+		return err
+	}
+	select {
+	case r.dlqCh <- dlqItem{it: it, b: d}:
+		return nil
+	case <-r.ctx.Done():
+		// it stays in flight: acknowledged with the run's error at the end.
+		d.Release()
+		return context.Cause(r.ctx)
+	}
+}
+
 // Dead-letter columns added to rejected rows.
 const (
 	ErrorColumn = "_error"
 	StageColumn = "_stage"
 )
+
+// Dead-letter columns of records a source rejected (SourceDeadLetters).
+const (
+	RecordColumn = "_record"
+	InputColumn  = "_input"
+	LineColumn   = "_line"
+	IndexColumn  = "_index"
+)
+
+// sourceDeadLetterSchema is the schema of SourceDeadLetters' batches.
+var sourceDeadLetterSchema = arrow.NewSchema([]arrow.Field{
+	{Name: RecordColumn, Type: arrow.BinaryTypes.String},
+	{Name: InputColumn, Type: arrow.BinaryTypes.String},
+	{Name: LineColumn, Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: IndexColumn, Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: ErrorColumn, Type: arrow.BinaryTypes.String},
+	{Name: StageColumn, Type: arrow.BinaryTypes.String},
+}, nil)
+
+// SourceDeadLetters builds the dead-letter batch of records a source
+// rejected: _record (the raw text), _input (file path, URL, subject),
+// _line and _index (null when 0; see SourceReject), _error and _stage.
+func SourceDeadLetters(recs []SourceReject, stage string) Batch {
+	mem := memory.DefaultAllocator
+	b := array.NewRecordBuilder(mem, sourceDeadLetterSchema)
+	defer b.Release()
+	text := b.Field(0).(*array.StringBuilder)
+	input := b.Field(1).(*array.StringBuilder)
+	line := b.Field(2).(*array.Int64Builder)
+	index := b.Field(3).(*array.Int64Builder)
+	msg := b.Field(4).(*array.StringBuilder)
+	st := b.Field(5).(*array.StringBuilder)
+	for _, re := range recs {
+		text.BinaryBuilder.Append(re.Record[:min(len(re.Record), MaxRejectRecord)])
+		input.Append(re.Input)
+		appendPositive(line, re.Line)
+		appendPositive(index, re.Index)
+		m := "rejected"
+		if re.Err != nil {
+			m = re.Err.Error()
+		}
+		msg.Append(m)
+		st.Append(stage)
+	}
+	return b.NewRecordBatch()
+}
 
 // DeadLetters builds the dead-letter batch for rows of in that stage
 // rejected: the rows' original columns plus _error (the reason) and
@@ -1133,6 +1270,15 @@ func DeadLetters(in Batch, rej []RowError, stage string) (Batch, error) {
 	fields = append(fields, arrow.Field{Name: ErrorColumn, Type: arrow.BinaryTypes.String}, arrow.Field{Name: StageColumn, Type: arrow.BinaryTypes.String})
 	cols = append(cols, eb.NewArray(), sb.NewArray())
 	return array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, int64(len(rej))), nil
+}
+
+// appendPositive appends n, or null when it is not positive.
+func appendPositive(b *array.Int64Builder, n int64) {
+	if n > 0 {
+		b.Append(n)
+	} else {
+		b.AppendNull()
+	}
 }
 
 // BatchBytes is the size of a batch's Arrow buffers.
