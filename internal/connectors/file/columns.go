@@ -24,6 +24,9 @@ type column interface {
 	// finish returns the array of everything appended and resets.
 	finish() arrow.Array
 	len() int
+	// truncate drops the values after the first n (what a record that
+	// was refused halfway appended to the columns before the failing one).
+	truncate(n int)
 }
 
 // newColumn returns the column builder of a schema field.
@@ -85,6 +88,32 @@ func (v *validity) add(ok bool) {
 	v.n++
 }
 
+// truncate keeps the first n entries.
+func (v *validity) truncate(n int) {
+	if n >= v.n {
+		return
+	}
+	if v.nulls > 0 {
+		for i := n; i < v.n; i++ {
+			if v.bits[i>>3]&(1<<(i&7)) == 0 {
+				v.nulls--
+			}
+		}
+		v.bits = truncateBits(v.bits, n)
+	}
+	v.n = n
+}
+
+// truncateBits keeps the first n bits of bits (and clears the rest of the
+// last byte, which later appends OR into).
+func truncateBits(bits []byte, n int) []byte {
+	bits = bits[:(n+7)/8]
+	if n&7 != 0 {
+		bits[n>>3] &= 1<<(n&7) - 1
+	}
+	return bits
+}
+
 // buffer returns the bitmap (nil without nulls) and resets.
 func (v *validity) buffer() (*memory.Buffer, int) {
 	nulls := v.nulls
@@ -110,6 +139,14 @@ func (m *bitmap) add(on bool) {
 		m.bits[m.n>>3] |= 1 << (m.n & 7)
 	}
 	m.n++
+}
+
+// truncate keeps the first n bits.
+func (m *bitmap) truncate(n int) {
+	if n < m.n {
+		m.bits = truncateBits(m.bits, n)
+		m.n = n
+	}
 }
 
 type fixedCol[T int64 | float64 | int32] struct {
@@ -153,6 +190,13 @@ func (c *fixedCol[T]) appendNull() {
 }
 
 func (c *fixedCol[T]) len() int { return len(c.vals) }
+
+func (c *fixedCol[T]) truncate(n int) {
+	if n < len(c.vals) {
+		c.vals = c.vals[:n]
+		c.valid.truncate(n)
+	}
+}
 
 func (c *fixedCol[T]) finish() arrow.Array {
 	n := len(c.vals)
@@ -204,6 +248,11 @@ func (c *boolCol) appendNull() {
 
 func (c *boolCol) len() int { return c.valid.n }
 
+func (c *boolCol) truncate(n int) {
+	c.vals.truncate(n)
+	c.valid.truncate(n)
+}
+
 func (c *boolCol) finish() arrow.Array {
 	n := c.valid.n
 	bits := c.vals.bits
@@ -252,6 +301,14 @@ func (c *stringCol) appendNull() {
 }
 
 func (c *stringCol) len() int { return len(c.offsets) - 1 }
+
+func (c *stringCol) truncate(n int) {
+	if n < c.len() {
+		c.offsets = c.offsets[:n+1]
+		c.data = c.data[:c.offsets[n]]
+		c.valid.truncate(n)
+	}
+}
 
 func (c *stringCol) finish() arrow.Array {
 	n := len(c.offsets) - 1

@@ -14,6 +14,8 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/kilnai/kiln/internal/pipeline"
 )
 
 // csvOptions are the dialect of a CSV file.
@@ -61,6 +63,17 @@ var (
 // position after the record and false when only blank or comment lines
 // remained. The fields are in p.fields until the next call.
 func (p *csvParser) record(data []byte, pos int) (int, bool, error) {
+	pos = p.skip(data, pos)
+	if pos >= len(data) {
+		return pos, false, nil
+	}
+	next, err := p.parse(data, pos)
+	return next, err == nil, err
+}
+
+// skip returns where the next record starts after the blank and comment
+// lines at data[pos:] (len(data) when none does).
+func (p *csvParser) skip(data []byte, pos int) int {
 	o := &p.opt
 	for pos < len(data) {
 		c := data[pos]
@@ -73,21 +86,25 @@ func (p *csvParser) record(data []byte, pos int) (int, bool, error) {
 			continue
 		}
 		if c == '\r' && pos+1 == len(data) {
-			return len(data), false, nil
+			return len(data)
 		}
 		if o.comment != 0 && c == o.comment {
 			nl := bytes.IndexByte(data[pos:], '\n')
 			if nl < 0 {
-				return len(data), false, nil
+				return len(data)
 			}
 			pos += nl + 1
 			continue
 		}
 		break
 	}
-	if pos >= len(data) {
-		return pos, false, nil
-	}
+	return pos
+}
+
+// parse splits the record that starts at data[pos] (not blank, not a
+// comment) into p.fields and returns the position after it.
+func (p *csvParser) parse(data []byte, pos int) (int, error) {
+	o := &p.opt
 	p.spans = p.spans[:0]
 	p.scratch = p.scratch[:0]
 	p.fields = p.fields[:0]
@@ -100,7 +117,7 @@ func (p *csvParser) record(data []byte, pos int) (int, bool, error) {
 			for {
 				j := bytes.IndexByte(data[pos:], o.quote)
 				if j < 0 {
-					return 0, false, errUnterminated
+					return 0, errUnterminated
 				}
 				pos += j
 				if pos+1 < len(data) && data[pos+1] == o.quote {
@@ -130,23 +147,23 @@ func (p *csvParser) record(data []byte, pos int) (int, bool, error) {
 			}
 			switch {
 			case pos == len(data):
-				return p.done(data, pos), true, nil
+				return p.done(data, pos), nil
 			case data[pos] == o.delim:
 				pos++
 				continue
 			case data[pos] == '\n':
-				return p.done(data, pos+1), true, nil
+				return p.done(data, pos+1), nil
 			case data[pos] == '\r' && (pos+1 == len(data) || data[pos+1] == '\n'):
-				return p.done(data, min(pos+2, len(data))), true, nil
+				return p.done(data, min(pos+2, len(data))), nil
 			}
-			return 0, false, errAfterQuote
+			return 0, errAfterQuote
 		}
 		start := pos
 		for pos < len(data) && !stop[data[pos]] {
 			pos++
 		}
 		if pos < len(data) && data[pos] == o.quote {
-			return 0, false, errBareQuote
+			return 0, errBareQuote
 		}
 		end := pos
 		if end > start && data[end-1] == '\r' && (pos == len(data) || data[pos] == '\n') {
@@ -154,10 +171,10 @@ func (p *csvParser) record(data []byte, pos int) (int, bool, error) {
 		}
 		p.fields = append(p.fields, data[start:end:end])
 		if pos == len(data) {
-			return p.done(data, pos), true, nil
+			return p.done(data, pos), nil
 		}
 		if data[pos] == '\n' {
-			return p.done(data, pos+1), true, nil
+			return p.done(data, pos+1), nil
 		}
 		pos++ // delimiter
 	}
@@ -207,15 +224,47 @@ func lastRecordEnd(b []byte, quote, comment byte) int {
 	return last
 }
 
-// rowError is a bad record inside a block; the reader turns rec into a
-// record number of the file.
-type rowError struct {
-	rec int
-	err error
+// recordEnd returns the end of the record that starts at data[start]
+// when it cannot be parsed: after the first line break outside quotes,
+// quotes counted as lastRecordEnd counts them (so the records after it are
+// the ones the block reader cuts at), or len(data).
+func recordEnd(data []byte, start int, quote byte) int {
+	inQ := false
+	for i := start; i < len(data); i++ {
+		switch data[i] {
+		case quote:
+			inQ = !inQ
+		case '\n':
+			if !inQ {
+				return i + 1
+			}
+		}
+	}
+	return len(data)
 }
 
-func (e *rowError) Error() string { return fmt.Sprintf("record %d: %v", e.rec, e.err) }
-func (e *rowError) Unwrap() error { return e.err }
+// csvReject is a record of a block that the decoder refused; the reader
+// turns rec and line into the record's number and line in the file.
+type csvReject struct {
+	rec  int    // records of the block before it
+	line int    // line breaks of the block before it
+	text []byte // the record's text (a copy, without its line break)
+	err  error
+}
+
+func newCSVReject(rec, line int, text []byte, err error) csvReject {
+	text = bytes.TrimSuffix(text, []byte{'\n'})
+	text = bytes.TrimSuffix(text, []byte{'\r'})
+	return csvReject{rec: rec, line: line, text: pipeline.CopyRecord(text), err: err}
+}
+
+// blockResult is what decoding a block produced.
+type blockResult struct {
+	batches []arrow.RecordBatch
+	recs    int // records, the rejected ones included
+	lines   int // line breaks in the block
+	rejects []csvReject
+}
 
 // blockDecoder turns blocks of whole CSV records into Arrow batches.
 type blockDecoder struct {
@@ -300,9 +349,10 @@ func newBlockDecoder(opt csvOptions, fields []Field, schema *arrow.Schema, proj 
 }
 
 // splitFast splits the record at data[pos:] into d.bounds when it is a
-// plain one: no quote, no carriage return, not blank, not a comment. It
-// returns the position after the record and false when the record needs
-// the general parser (or pos is at the end of data).
+// plain one: no quote, no carriage return, not blank, not a comment, and
+// ended by a line break (so that a record of the fast path is exactly one
+// line). It returns the position after the record and false when the
+// record needs the general parser (or pos is at the end of data).
 func (d *blockDecoder) splitFast(data []byte, pos int) (int, bool) {
 	if pos >= len(data) {
 		return pos, false
@@ -340,8 +390,9 @@ func (d *blockDecoder) splitFast(data []byte, pos int) (int, bool) {
 		}
 		b = append(b, start, pos)
 		if pos == len(data) {
+			// The last record, without a line break.
 			d.bounds = b
-			return pos, true
+			return pos, false
 		}
 		switch data[pos] {
 		case delim:
@@ -412,21 +463,18 @@ func (d *blockDecoder) appendFast(ci int, v []byte) bool {
 	return false
 }
 
-// decode parses every record of data; it returns the batches and the
-// number of records.
-func (d *blockDecoder) decode(data []byte) ([]arrow.RecordBatch, int, error) {
-	var out []arrow.RecordBatch
-	fail := func(rec int, err error) ([]arrow.RecordBatch, int, error) {
-		for _, b := range out {
-			b.Release()
-		}
-		for _, c := range d.cols {
-			c.finish().Release()
-		}
-		return nil, 0, &rowError{rec: rec, err: err}
-	}
-	recs, pos := 0, 0
+// decode parses every record of data. A record that cannot be parsed,
+// has the wrong number of fields or a field its column cannot take is
+// rejected (nothing of it reaches the columns) and decoding goes on.
+func (d *blockDecoder) decode(data []byte) blockResult {
+	var res blockResult
+	// A record of the fast path is one line ended by a line break, so the
+	// line breaks before a record are those of the fast records before it
+	// (recs - slowRecs) and those the general path saw (slowLines): the
+	// fast path counts nothing.
+	recs, slowRecs, slowLines, pos := 0, 0, 0, 0
 	nulls := &d.p.opt.nulls
+records:
 	for {
 		// Plain records (the common case) are split into offsets and
 		// appended through the typed fast path; the others go through
@@ -435,7 +483,9 @@ func (d *blockDecoder) decode(data []byte) ([]arrow.RecordBatch, int, error) {
 			pos = next
 			b := d.bounds
 			if len(b) != 2*len(d.proj) {
-				return fail(recs, fmt.Errorf("%d fields, want %d", len(b)/2, len(d.proj)))
+				res.rejects = append(res.rejects, d.fastReject(data, next, recs, recs-slowRecs+slowLines, fmt.Errorf("%d fields, want %d", len(b)/2, len(d.proj))))
+				recs++
+				continue
 			}
 			for i, ci := range d.proj {
 				if ci < 0 {
@@ -448,21 +498,35 @@ func (d *blockDecoder) decode(data []byte) ([]arrow.RecordBatch, int, error) {
 				}
 				if !d.appendFast(ci, v) {
 					if err := d.cols[ci].appendText(v); err != nil {
-						return fail(recs, fmt.Errorf("column %q: %w", d.fields[ci].Name, err))
+						d.truncate(d.cols[ci].len())
+						res.rejects = append(res.rejects, d.fastReject(data, next, recs, recs-slowRecs+slowLines, fmt.Errorf("column %q: %w", d.fields[ci].Name, err)))
+						recs++
+						continue records
 					}
 				}
 			}
 		} else {
-			next, ok, err := d.p.record(data, pos)
-			if err != nil {
-				return fail(recs, err)
-			}
-			if !ok {
+			start := d.p.skip(data, pos)
+			if start >= len(data) {
+				slowLines += bytes.Count(data[pos:], []byte{'\n'})
 				break
 			}
+			slowRecs++
+			slowLines += bytes.Count(data[pos:start], []byte{'\n'})
+			line := recs - slowRecs + 1 + slowLines
+			next, err := d.p.parse(data, start)
+			if err != nil {
+				next = recordEnd(data, start, d.p.opt.quote)
+			}
 			pos = next
-			if len(d.p.fields) != len(d.proj) {
-				return fail(recs, fmt.Errorf("%d fields, want %d", len(d.p.fields), len(d.proj)))
+			slowLines += bytes.Count(data[start:next], []byte{'\n'})
+			if err == nil && len(d.p.fields) != len(d.proj) {
+				err = fmt.Errorf("%d fields, want %d", len(d.p.fields), len(d.proj))
+			}
+			if err != nil {
+				res.rejects = append(res.rejects, newCSVReject(recs, line, data[start:next], err))
+				recs++
+				continue
 			}
 			for i, v := range d.p.fields {
 				ci := d.proj[i]
@@ -474,19 +538,38 @@ func (d *blockDecoder) decode(data []byte) ([]arrow.RecordBatch, int, error) {
 					continue
 				}
 				if err := d.cols[ci].appendText(v); err != nil {
-					return fail(recs, fmt.Errorf("column %q: %w", d.fields[ci].Name, err))
+					d.truncate(d.cols[ci].len())
+					res.rejects = append(res.rejects, newCSVReject(recs, line, data[start:next], fmt.Errorf("column %q: %w", d.fields[ci].Name, err)))
+					recs++
+					continue records
 				}
 			}
 		}
 		recs++
 		if d.cols[0].len() >= d.rows {
-			out = append(out, d.flush())
+			res.batches = append(res.batches, d.flush())
 		}
 	}
 	if len(d.cols) > 0 && d.cols[0].len() > 0 {
-		out = append(out, d.flush())
+		res.batches = append(res.batches, d.flush())
 	}
-	return out, recs, nil
+	res.recs, res.lines = recs, recs-slowRecs+slowLines
+	return res
+}
+
+// fastReject is the reject of the fast path's record that ends at next
+// (after its line break; the record is that one line).
+func (d *blockDecoder) fastReject(data []byte, next, rec, line int, err error) csvReject {
+	start := bytes.LastIndexByte(data[:next-1], '\n') + 1
+	return newCSVReject(rec, line, data[start:next], err)
+}
+
+// truncate drops what a refused record appended: every column keeps its
+// first n values.
+func (d *blockDecoder) truncate(n int) {
+	for _, c := range d.cols {
+		c.truncate(n)
+	}
 }
 
 func (d *blockDecoder) flush() arrow.RecordBatch {
@@ -553,19 +636,13 @@ func headerProjection(header [][]byte, fields []Field, explicit bool) ([]int, er
 type csvJob struct {
 	data []byte
 	buf  *[]byte
-	res  chan csvResult
-}
-
-type csvResult struct {
-	batches []arrow.RecordBatch
-	recs    int
-	err     error
+	res  chan blockResult
 }
 
 // readCSV decodes one file: a reader goroutine cuts it into blocks of whole
-// records, workers parse blocks in parallel, and this goroutine emits their
-// batches in file order.
-func readCSV(ctx context.Context, path string, plan *csvReadPlan, explicit bool, emit func(context.Context, arrow.RecordBatch) error) error {
+// records, workers parse blocks in parallel, and this goroutine hands
+// their rejected records to reject and emits their batches, in file order.
+func readCSV(ctx context.Context, path string, plan *csvReadPlan, explicit bool, reject rejectFunc, emit func(context.Context, arrow.RecordBatch) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -639,11 +716,11 @@ func readCSV(ctx context.Context, path string, plan *csvReadPlan, explicit bool,
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				b, n, err := d.decode(j.data)
+				res := d.decode(j.data)
 				if j.buf != nil {
 					pool.Put(j.buf)
 				}
-				j.res <- csvResult{batches: b, recs: n, err: err}
+				j.res <- res
 			}
 		}()
 	}
@@ -668,12 +745,13 @@ func readCSV(ctx context.Context, path string, plan *csvReadPlan, explicit bool,
 	}()
 
 	recs := 0
+	line := 1 + bytes.Count(first[:start], []byte{'\n'}) // of the block's start
 	var runErr error
 	for j := range pending {
 		if runErr != nil {
 			continue // draining after an error
 		}
-		var r csvResult
+		var r blockResult
 		select {
 		case r = <-j.res:
 		case <-ctx.Done():
@@ -681,20 +759,22 @@ func readCSV(ctx context.Context, path string, plan *csvReadPlan, explicit bool,
 			cancel()
 			continue
 		}
-		if r.err != nil {
-			var re *rowError
-			if errors.As(r.err, &re) {
-				hdr := 0
-				if plan.opt.header {
-					hdr = 1
-				}
-				r.err = fmt.Errorf("record %d (line %d if no field spans lines): %w", recs+re.rec+1, recs+re.rec+1+hdr, re.err)
+		if len(r.rejects) > 0 {
+			rej := make([]pipeline.SourceReject, len(r.rejects))
+			for i, x := range r.rejects {
+				rej[i] = pipeline.SourceReject{Record: x.text, Input: path, Line: int64(line + x.line), Index: int64(recs + x.rec + 1), Err: x.err}
 			}
-			runErr = r.err
-			cancel()
-			continue
+			if err := rejected(ctx, reject, rej); err != nil {
+				for _, b := range r.batches {
+					b.Release()
+				}
+				runErr = err
+				cancel()
+				continue
+			}
 		}
 		recs += r.recs
+		line += r.lines
 		for i, b := range r.batches {
 			if runErr == nil {
 				if err := emit(ctx, b); err != nil {
@@ -771,12 +851,12 @@ func splitBlocks(ctx context.Context, f *os.File, head []byte, plan *csvReadPlan
 			continue
 		}
 		*bp = buf
-		if err := send(&csvJob{data: buf[:cut], buf: bp, res: make(chan csvResult, 1)}); err != nil {
+		if err := send(&csvJob{data: buf[:cut], buf: bp, res: make(chan blockResult, 1)}); err != nil {
 			return err
 		}
 	}
 	if len(carry) > 0 {
-		return send(&csvJob{data: carry, res: make(chan csvResult, 1)})
+		return send(&csvJob{data: carry, res: make(chan blockResult, 1)})
 	}
 	return nil
 }

@@ -96,8 +96,9 @@ func FuzzCSVParser(f *testing.F) {
 }
 
 // FuzzInferAndDecode: whatever schema inference concludes from a small
-// file (which it samples whole), decoding the file with it succeeds, with
-// every row.
+// file (which it samples whole), decoding the file with it delivers every
+// record but those the sample left out (they cannot be parsed or have the
+// wrong number of fields), which are rejected.
 func FuzzInferAndDecode(f *testing.F) {
 	for _, s := range []string{
 		"a,b\n1,x\n2.5,y\n", "n\n1\n\nNA\n-7\n", "d,t\n2024-01-02,2024-01-02T03:04:05Z\n,2024-01-02 03:04:05\n",
@@ -127,17 +128,28 @@ func FuzzInferAndDecode(f *testing.F) {
 			t.Fatal(err)
 		}
 		plan := &csvReadPlan{opt: opt, fields: fields, schema: schema, rows: 3, blockSize: 64, workers: 2, progress: func(int64) {}}
-		var rows int64
-		err = readCSV(context.Background(), path, plan, false, func(_ context.Context, b arrow.RecordBatch) error {
+		var rows, rejected int64
+		err = readCSV(context.Background(), path, plan, false, func(_ context.Context, recs []pipeline.SourceReject) error {
+			for _, r := range recs {
+				// The sample left out the records that cannot be parsed or
+				// have the wrong number of fields; every value of the
+				// others fits the inferred type.
+				if strings.HasPrefix(r.Err.Error(), "column ") {
+					t.Fatalf("input %q: inferred %v but record %d was rejected: %v", data, fields, r.Index, r.Err)
+				}
+			}
+			rejected += int64(len(recs))
+			return nil
+		}, func(_ context.Context, b arrow.RecordBatch) error {
 			rows += b.NumRows()
 			return nil
 		})
 		if err != nil {
 			t.Fatalf("input %q: inferred %v but decoding failed: %v", data, fields, err)
 		}
-		want, _ := parseAll(data, opt)
-		if len(want) > 0 && rows != int64(len(want)-1) {
-			t.Fatalf("input %q: %d rows decoded, %d records after the header", data, rows, len(want)-1)
+		want, err := parseAll(data, opt)
+		if err == nil && len(want) > 0 && rows+rejected != int64(len(want)-1) {
+			t.Fatalf("input %q: %d rows decoded and %d rejected, %d records after the header", data, rows, rejected, len(want)-1)
 		}
 	})
 }
@@ -260,7 +272,7 @@ func FuzzDecodeFastPath(f *testing.F) {
 		if comment {
 			opt.comment = '#'
 		}
-		decode := func(general bool) ([]arrow.RecordBatch, int, error) {
+		decode := func(general bool) blockResult {
 			d, err := newBlockDecoder(opt, fields, schema, []int{0, 1, 2}, 4)
 			if err != nil {
 				t.Fatal(err)
@@ -268,18 +280,208 @@ func FuzzDecodeFastPath(f *testing.F) {
 			d.general = general
 			return d.decode(data)
 		}
-		fast, nf, errFast := decode(false)
-		slow, ns, errSlow := decode(true)
-		if (errFast == nil) != (errSlow == nil) || (errFast != nil && errFast.Error() != errSlow.Error()) {
-			t.Fatalf("input %q: fast path error %v, general %v", data, errFast, errSlow)
+		fast, slow := decode(false), decode(true)
+		if fast.recs != slow.recs || fast.lines != slow.lines || len(fast.batches) != len(slow.batches) {
+			t.Fatalf("input %q: %d records, %d lines in %d batches, general %d, %d in %d", data, fast.recs, fast.lines, len(fast.batches), slow.recs, slow.lines, len(slow.batches))
 		}
-		if nf != ns || len(fast) != len(slow) {
-			t.Fatalf("input %q: %d records in %d batches, general %d in %d", data, nf, len(fast), ns, len(slow))
-		}
-		for i := range fast {
-			if !array.RecordEqual(fast[i], slow[i]) {
-				t.Fatalf("input %q: batch %d differs:\n%v\n%v", data, i, fast[i], slow[i])
+		for i := range fast.batches {
+			if !array.RecordEqual(fast.batches[i], slow.batches[i]) {
+				t.Fatalf("input %q: batch %d differs:\n%v\n%v", data, i, fast.batches[i], slow.batches[i])
 			}
+		}
+		if a, b := showBlockRejects(fast.rejects), showBlockRejects(slow.rejects); a != b {
+			t.Fatalf("input %q: rejects differ:\n%s\ngeneral\n%s", data, a, b)
+		}
+		checkBlockResult(t, data, fast)
+	})
+}
+
+func showBlockRejects(rs []csvReject) string {
+	var b strings.Builder
+	for _, r := range rs {
+		fmt.Fprintf(&b, "%d@%d %q: %v\n", r.rec, r.line, r.text, r.err)
+	}
+	return b.String()
+}
+
+// checkBlockResult checks that every record of a block was delivered or
+// rejected, and that each rejected one is where its line says.
+func checkBlockResult(t *testing.T, data []byte, res blockResult) {
+	t.Helper()
+	rows := 0
+	for _, b := range res.batches {
+		rows += int(b.NumRows())
+	}
+	if rows+len(res.rejects) != res.recs {
+		t.Fatalf("input %q: %d rows + %d rejects, %d records", data, rows, len(res.rejects), res.recs)
+	}
+	if n := bytes.Count(data, []byte{'\n'}); res.lines != n {
+		t.Fatalf("input %q: %d lines counted, %d line breaks", data, res.lines, n)
+	}
+	prev := -1
+	for _, r := range res.rejects {
+		if r.rec <= prev || r.rec >= res.recs {
+			t.Fatalf("input %q: reject of record %d after %d (of %d)", data, r.rec, prev, res.recs)
+		}
+		prev = r.rec
+		at := 0
+		for range r.line {
+			at += bytes.IndexByte(data[at:], '\n') + 1
+		}
+		if !bytes.HasPrefix(data[at:], r.text) {
+			t.Fatalf("input %q: rejected %q is not at line %d (%q)", data, r.text, r.line+1, data[at:])
+		}
+	}
+}
+
+// FuzzCSVRejects: a file read in small blocks by parallel workers
+// delivers and rejects exactly what one block does; every record is
+// either delivered or rejected (as many as encoding/csv counts when it
+// accepts the input).
+func FuzzCSVRejects(f *testing.F) {
+	for _, s := range []string{
+		"1,a\n2\n3,c\n", "x,1\n\"q\"\"\",2\n", "1,\"a\nb\"\n2,b\"c\n3,d\"\n4,e\n", "#c\n5,\"unterminated\n6,f\n",
+		"1,a\r\n\r\n2,b,c\r\n", "\"1\"x,a\n2,b", "1,2,3,4\n\n\n5,6\n7,8",
+	} {
+		f.Add([]byte(s), uint8(8))
+		f.Add([]byte(s), uint8(64))
+	}
+	dir := f.TempDir()
+	fields := []Field{{Name: "n", Type: typeInt64}, {Name: "s", Type: typeString}}
+	schema, err := arrowSchema(fields)
+	if err != nil {
+		f.Fatal(err)
+	}
+	opt := csvOptions{delim: ',', quote: '"', comment: '#', nulls: newNullSet([]string{""})}
+	f.Fuzz(func(t *testing.T, data []byte, block uint8) {
+		if len(data) > 4096 {
+			return
+		}
+		path := filepath.Join(dir, "fuzz.csv")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d, err := newBlockDecoder(opt, fields, schema, []int{0, 1}, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole := d.decode(data)
+		checkBlockResult(t, data, whole)
+		var want strings.Builder
+		rows := 0
+		for _, b := range whole.batches {
+			rows += int(b.NumRows())
+		}
+		for _, r := range whole.rejects {
+			fmt.Fprintf(&want, "%d #%d %q: %v\n", r.line+1, r.rec+1, r.text, r.err)
+		}
+		plan := &csvReadPlan{opt: opt, fields: fields, schema: schema, rows: 3, blockSize: 1 + int(block)%128, workers: 2, progress: func(int64) {}}
+		var got strings.Builder
+		read := 0
+		err = readCSV(context.Background(), path, plan, true, func(_ context.Context, recs []pipeline.SourceReject) error {
+			for _, r := range recs {
+				fmt.Fprintf(&got, "%d #%d %q: %v\n", r.Line, r.Index, r.Record, r.Err)
+			}
+			return nil
+		}, func(_ context.Context, b arrow.RecordBatch) error {
+			read += int(b.NumRows())
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("input %q: %v", data, err)
+		}
+		if read != rows || got.String() != want.String() {
+			t.Fatalf("input %q in blocks of %d: %d rows, rejects\n%s\nin one block %d rows\n%s", data, plan.blockSize, read, got.String(), rows, want.String())
+		}
+		r := csv.NewReader(bytes.NewReader(data))
+		r.FieldsPerRecord = -1
+		r.Comment = '#'
+		n := 0
+		for {
+			_, err := r.Read()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return // not valid CSV for the reference
+			}
+			n++
+		}
+		if whole.recs != n {
+			t.Fatalf("input %q: %d records (%d delivered), encoding/csv reads %d", data, whole.recs, rows, n)
+		}
+	})
+}
+
+// FuzzNDJSONRejects: every record of an NDJSON input is either delivered
+// or rejected, each rejected one at a line that holds its text, and
+// inputs of one object per line are read a record per non-blank line.
+func FuzzNDJSONRejects(f *testing.F) {
+	for _, s := range []string{
+		"{\"a\": 1}\n{oops}\n{\"a\": \"x\"}\n", "{\"a\":\n2}\n{\"a\": 3\n{\"a\": 4}\n", "[1]\n\"s\"\n{} {}\n", "{\"a\": 1} x\n\n\n",
+		"{\"a\": 1.5}\r\n{\"b\": null}", "{\n", "}\n{\"a\": 9}",
+	} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	fields := []Field{{Name: "a", Type: typeInt64}, {Name: "b", Type: typeString}}
+	schema, err := arrowSchema(fields)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 4096 {
+			return
+		}
+		path := filepath.Join(dir, "fuzz.ndjson")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var rejects []pipeline.SourceReject
+		rows := 0
+		err := readJSON(context.Background(), path, false, fields, schema, 2, &countingReader{add: func(int64) {}}, func(_ context.Context, recs []pipeline.SourceReject) error {
+			rejects = append(rejects, recs...)
+			return nil
+		}, func(_ context.Context, b arrow.RecordBatch) error {
+			rows += int(b.NumRows())
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("input %q: %v", data, err)
+		}
+		lines := bytes.Split(data, []byte{'\n'})
+		records := int64(0)
+		for _, r := range rejects {
+			if r.Line < 1 || int(r.Line) > len(lines) {
+				t.Fatalf("input %q: rejected %q at line %d of %d", data, r.Record, r.Line, len(lines))
+			}
+			if first := bytes.TrimSpace(r.Record); len(first) > 0 {
+				if k := bytes.IndexByte(first, '\n'); k >= 0 {
+					first = first[:k]
+				}
+				if !bytes.Contains(lines[r.Line-1], bytes.TrimSpace(first)) {
+					t.Fatalf("input %q: rejected %q is not on line %d (%q)", data, r.Record, r.Line, lines[r.Line-1])
+				}
+			}
+			if r.Index <= records {
+				t.Fatalf("input %q: record numbers out of order at %d", data, r.Index)
+			}
+			records = r.Index
+		}
+		// One value per line: every non-blank line is a record.
+		simple, nonBlank := true, 0
+		for _, l := range lines {
+			l = bytes.TrimSpace(l)
+			if len(l) == 0 {
+				continue
+			}
+			nonBlank++
+			if !json.Valid(l) {
+				simple = false
+			}
+		}
+		if simple && rows+len(rejects) != nonBlank {
+			t.Fatalf("input %q: %d rows + %d rejects, %d lines with a value", data, rows, len(rejects), nonBlank)
 		}
 	})
 }

@@ -41,7 +41,7 @@ func init() {
 			Name: "file",
 			Summary: "read CSV, JSON (an array of objects), NDJSON or Parquet files (a glob reads every match in sorted order); " +
 				"the schema is explicit or inferred from a sample of rows spread through the files (the first rows, then windows at points through each file up to its end), " +
-				"widening int64 → float64 → string where rows disagree. CSV is decoded in parallel blocks; " +
+				"widening int64 → float64 → string where rows disagree; records that cannot be decoded are rejected (to on_error, with the file and line or record number). CSV is decoded in parallel blocks; " +
 				"the source fingerprints every file (size, mtime, sha256) for the result cache and splits into one task per file " +
 				"(Parquet: per row-group range) for distributed runs",
 			Config: func() any { return defaultSourceConfig() },
@@ -165,6 +165,7 @@ type source struct {
 	done    atomic.Int64
 	total   atomic.Int64
 	workers int
+	reject  pipeline.RejectFunc // nil: a record that cannot be decoded fails Read
 }
 
 var (
@@ -172,7 +173,37 @@ var (
 	_ pipeline.Fingerprinter = (*source)(nil)
 	_ pipeline.Splitter      = (*source)(nil)
 	_ pipeline.Progresser    = (*source)(nil)
+	_ pipeline.Rejecter      = (*source)(nil)
 )
+
+// SetReject makes Read hand the records it cannot decode to f (with the
+// file's path and the record's line, or its number in a JSON array) and
+// read on.
+func (s *source) SetReject(f pipeline.RejectFunc) { s.reject = f }
+
+// rejectFunc takes the records a decoder refused; nil makes the first of
+// them fail the read.
+type rejectFunc func(ctx context.Context, recs []pipeline.SourceReject) error
+
+// rejected hands recs to reject, or returns the first as the read's error
+// when reject is nil.
+func rejected(ctx context.Context, reject rejectFunc, recs []pipeline.SourceReject) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if reject == nil {
+		return recordError(recs[0])
+	}
+	return reject(ctx, recs)
+}
+
+// recordError is the error of a refused record (Read adds the path).
+func recordError(r pipeline.SourceReject) error {
+	if r.Line > 0 {
+		return fmt.Errorf("line %d (record %d): %w", r.Line, r.Index, r.Err)
+	}
+	return fmt.Errorf("record %d: %w", r.Index, r.Err)
+}
 
 func newSource(cfg *SourceConfig, env pipeline.Env) (*source, error) {
 	if err := cfg.Validate(); err != nil {
@@ -271,6 +302,10 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 		return err
 	}
 	send := func(ctx context.Context, b arrow.RecordBatch) error { return emit(ctx, b, nil) }
+	var reject rejectFunc
+	if f := s.reject; f != nil {
+		reject = func(ctx context.Context, recs []pipeline.SourceReject) error { return f(ctx, recs, nil) }
+	}
 	var schema *arrow.Schema
 	if fields != nil {
 		if schema, err = arrowSchema(fields); err != nil {
@@ -278,7 +313,7 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 		}
 	}
 	for _, p := range paths {
-		if err := s.readFile(ctx, p, fields, schema, send); err != nil {
+		if err := s.readFile(ctx, p, fields, schema, reject, send); err != nil {
 			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 				return err
 			}
@@ -294,25 +329,29 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 	return nil
 }
 
-func (s *source) readFile(ctx context.Context, p string, fields []Field, schema *arrow.Schema, emit func(context.Context, arrow.RecordBatch) error) error {
+func (s *source) readFile(ctx context.Context, p string, fields []Field, schema *arrow.Schema, reject rejectFunc, emit func(context.Context, arrow.RecordBatch) error) error {
 	add := func(n int64) { s.done.Add(n) }
 	switch s.cfg.Format {
 	case formatCSV:
 		plan := &csvReadPlan{opt: s.opt, fields: fields, schema: schema, rows: s.rows, workers: s.workers, progress: add}
 		plan.blockSize = min(16<<20, max(256<<10, s.rows*64))
-		return readCSV(ctx, p, plan, len(s.cfg.Schema) > 0, emit)
+		return readCSV(ctx, p, plan, len(s.cfg.Schema) > 0, reject, emit)
 	case formatJSON, formatNDJSON:
-		return readJSON(ctx, p, s.cfg.Format == formatJSON, fields, schema, s.rows, &countingReader{add: add}, emit)
+		return readJSON(ctx, p, s.cfg.Format == formatJSON, fields, schema, s.rows, &countingReader{add: add}, reject, emit)
 	default:
 		return readParquet(ctx, p, s.groups, s.rows, schema, add, emit)
 	}
 }
 
 // sampleCSV infers fields from the first rows of the files and from rows
-// in the middle and at the end of each.
+// in the middle and at the end of each. Records that cannot be parsed or
+// have the wrong number of fields are left out (reading rejects them);
+// the first of them is the error when no record was left.
 func sampleCSV(paths []string, opt csvOptions, n int) ([]Field, error) {
 	var in *inferrer
 	var names []string
+	var firstBad error
+	good := 0
 	p := csvParser{opt: opt}
 	for fi, path := range paths {
 		if fi >= 8 {
@@ -334,6 +373,15 @@ func sampleCSV(paths []string, opt csvOptions, n int) ([]Field, error) {
 		pos, recs := 0, 0
 		for recs <= head {
 			next, ok, err := p.record(data, pos)
+			if err != nil && in != nil {
+				// A bad record: on at the next record boundary.
+				if firstBad == nil {
+					firstBad = fmt.Errorf("%s: record %d: %w", path, recs+1, err)
+				}
+				pos = recordEnd(data, p.skip(data, pos), opt.quote)
+				recs++
+				continue
+			}
 			if err != nil {
 				f.Close()
 				return nil, fmt.Errorf("%s: record %d: %w", path, recs+1, err)
@@ -366,12 +414,16 @@ func sampleCSV(paths []string, opt csvOptions, n int) ([]Field, error) {
 				continue
 			}
 			if len(p.fields) != len(names) {
-				f.Close()
-				return nil, fmt.Errorf("%s: record %d: %d fields, want %d", path, recs+1, len(p.fields), len(names))
+				if firstBad == nil {
+					firstBad = fmt.Errorf("%s: record %d: %d fields, want %d", path, recs+1, len(p.fields), len(names))
+				}
+				recs++
+				continue
 			}
 			for i, v := range p.fields {
 				in.add(i, v)
 			}
+			good++
 			recs++
 		}
 		for _, w := range sampleWindows(f) {
@@ -388,9 +440,13 @@ func sampleCSV(paths []string, opt csvOptions, n int) ([]Field, error) {
 				for i, v := range p.fields {
 					in.add(i, v)
 				}
+				good++
 			}
 		}
 		f.Close()
+	}
+	if good == 0 && firstBad != nil {
+		return nil, firstBad
 	}
 	if in == nil {
 		return nil, errors.New("no records to infer a schema from (give an explicit schema)")
