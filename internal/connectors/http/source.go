@@ -30,7 +30,8 @@ func init() {
 			Name: "http",
 			Summary: "read records from a JSON API: the array at `records` of each response, page after page " +
 				"(cursor, page number or RFC 8288 Link header), with retries and exponential back-off on connection errors, " +
-				"5xx and 429 (honouring Retry-After); the schema is explicit or inferred from the first `infer_records` records",
+				"5xx and 429 (honouring Retry-After); the schema is explicit or inferred from the first `infer_records` records; " +
+				"records that are not objects or do not fit it are rejected (to on_error, with page and position)",
 			Config: func() any { return defaultSourceConfig() },
 			Examples: []string{
 				"{url: \"https://api.example.com/v1/customers\", records: data.items, headers: {Authorization: \"Bearer ${API_TOKEN}\"},\n" +
@@ -138,13 +139,21 @@ type source struct {
 	batch  int
 	read   atomic.Int64
 	total  atomic.Int64
+	reject pipeline.RejectFunc // nil: a record that cannot be decoded fails Read
 }
 
 var (
 	_ pipeline.Source        = (*source)(nil)
 	_ pipeline.Fingerprinter = (*source)(nil)
 	_ pipeline.Progresser    = (*source)(nil)
+	_ pipeline.Rejecter      = (*source)(nil)
 )
+
+// SetReject makes Read hand the records it cannot take (not an object, a
+// value that does not fit the schema) to f, with the page's URL (query
+// values hidden) and number and the record's number in the page, and
+// read on.
+func (s *source) SetReject(f pipeline.RejectFunc) { s.reject = f }
 
 func newSource(cfg *SourceConfig, env pipeline.Env) (*source, error) {
 	log := env.Logger
@@ -199,10 +208,20 @@ func (s *source) Close() error {
 	return nil
 }
 
+// record is one record of a page, with what locates it.
+type record struct {
+	rec   jsonbatch.Record
+	raw   []byte // its JSON text
+	input string // the page's URL and number
+	index int64  // its 1-based number in the page
+}
+
 // page is one fetched response.
 type page struct {
-	recs   []jsonbatch.Record
-	next   string // next URL ("" = last page)
+	recs   []record
+	bad    []pipeline.SourceReject // records that are not objects
+	items  int                     // records, bad ones included
+	next   string                  // next URL ("" = last page)
 	number int
 }
 
@@ -218,7 +237,7 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 		}
 	}
 	order := &jsonbatch.KeyOrder{}
-	var pending []jsonbatch.Record
+	var pending []record
 	emitted := 0
 	warned := false
 	flush := func(all bool) error {
@@ -229,17 +248,36 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 			if len(pending) == 0 {
 				return nil
 			}
-			schema = jsonbatch.Infer(pending[:min(len(pending), s.cfg.InferRecords)], order.Keys)
+			sample := make([]jsonbatch.Record, min(len(pending), s.cfg.InferRecords))
+			for i := range sample {
+				sample[i] = pending[i].rec
+			}
+			schema = jsonbatch.Infer(sample, order.Keys)
 		}
 		for len(pending) >= s.batch || (all && len(pending) > 0) {
 			n := min(len(pending), s.batch)
-			b, err := jsonbatch.Build(nil, schema, pending[:n], emitted)
-			if err != nil {
-				return fmt.Errorf("%w (set the source's schema if the sample of %d records was not representative)", err, s.cfg.InferRecords)
+			bld := jsonbatch.NewBuilder(nil, schema, n)
+			var bad []pipeline.SourceReject
+			for i, r := range pending[:n] {
+				if err := bld.Append(r.rec); err != nil {
+					if s.reject == nil {
+						bld.Release()
+						return fmt.Errorf("record %d, %w (set the source's schema if the sample of %d records was not representative)", emitted+i, err, s.cfg.InferRecords)
+					}
+					bad = append(bad, pipeline.SourceReject{Record: pipeline.CopyRecord(r.raw), Input: r.input, Index: r.index, Err: err})
+				}
 			}
+			b := bld.NewBatch()
+			bld.Release()
 			emitted += n
 			pending = pending[n:]
-			err = emit(ctx, b, nil)
+			if len(bad) > 0 {
+				if err := s.reject(ctx, bad, nil); err != nil {
+					b.Release()
+					return err
+				}
+			}
+			err := emit(ctx, b, nil)
 			b.Release()
 			if err != nil {
 				return err
@@ -264,7 +302,12 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 			s.log.Warn("http source: records have keys that were not in the sampled records; they are dropped",
 				"keys", order.Keys[schema.NumFields():], "infer_records", s.cfg.InferRecords)
 		}
-		s.read.Add(int64(len(pg.recs)))
+		s.read.Add(int64(pg.items))
+		if len(pg.bad) > 0 {
+			if err := s.reject(ctx, pg.bad, nil); err != nil {
+				return err
+			}
+		}
 		pending = append(pending, pg.recs...)
 		if err := flush(false); err != nil {
 			return err
@@ -347,8 +390,22 @@ func (s *source) fetch(ctx context.Context, target, cursor string, number int, o
 	case bytes.Equal(bytes.TrimSpace(raw), []byte("null")):
 		// An empty page written as null.
 	default:
-		if pg.recs, err = jsonbatch.ParseArray(raw, order); err != nil {
+		items, err := jsonbatch.SplitArray(raw)
+		if err != nil {
 			return nil, fmt.Errorf("%s: records at %q: %w", where, s.cfg.Records, err)
+		}
+		pg.items = len(items)
+		input := fmt.Sprintf("%s page %d", safeURL(u), number)
+		for i, it := range items {
+			r, err := jsonbatch.ParseObject(it, order)
+			if err != nil {
+				if s.reject == nil {
+					return nil, fmt.Errorf("%s: records at %q: record %d: %w", where, s.cfg.Records, i, err)
+				}
+				pg.bad = append(pg.bad, pipeline.SourceReject{Record: pipeline.CopyRecord(it), Input: input, Index: int64(i + 1), Err: err})
+				continue
+			}
+			pg.recs = append(pg.recs, record{rec: r, raw: it, input: input, index: int64(i + 1)})
 		}
 	}
 	switch p.Type {
@@ -362,11 +419,11 @@ func (s *source) fetch(ctx context.Context, target, cursor string, number int, o
 				return nil, fmt.Errorf("%s: cursor at %q: %w", where, p.CursorField, err)
 			}
 		}
-		if len(pg.recs) == 0 {
+		if pg.items == 0 {
 			pg.next = ""
 		}
 	case pagePage:
-		if len(pg.recs) == 0 {
+		if pg.items == 0 {
 			break
 		}
 		pg.next = "next"
@@ -381,7 +438,7 @@ func (s *source) fetch(ctx context.Context, target, cursor string, number int, o
 					return nil, fmt.Errorf("%s: total at %q is not an integer", where, p.TotalField)
 				}
 				s.total.Store(n)
-				if s.read.Load()+int64(len(pg.recs)) >= n {
+				if s.read.Load()+int64(pg.items) >= n {
 					pg.next = ""
 				}
 			}

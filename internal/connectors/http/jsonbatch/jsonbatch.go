@@ -203,8 +203,9 @@ func scalar(raw json.RawMessage) (any, error) {
 	return json.Number(t), nil
 }
 
-// ParseArray decodes a JSON array of objects.
-func ParseArray(raw []byte, order *KeyOrder) ([]Record, error) {
+// SplitArray returns the elements of a JSON array (of records), each as
+// its raw text.
+func SplitArray(raw []byte) ([]json.RawMessage, error) {
 	var items []json.RawMessage
 	t := bytes.TrimSpace(raw)
 	if len(t) == 0 || t[0] != '[' {
@@ -212,6 +213,15 @@ func ParseArray(raw []byte, order *KeyOrder) ([]Record, error) {
 	}
 	if err := json.Unmarshal(t, &items); err != nil {
 		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	return items, nil
+}
+
+// ParseArray decodes a JSON array of objects.
+func ParseArray(raw []byte, order *KeyOrder) ([]Record, error) {
+	items, err := SplitArray(raw)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]Record, 0, len(items))
 	for i, it := range items {
@@ -358,97 +368,211 @@ func Infer(sample []Record, order []string) *arrow.Schema {
 // are nulls. A value that does not fit its column's type is an error
 // naming the record (offset by first, for messages) and the column.
 func Build(mem memory.Allocator, schema *arrow.Schema, recs []Record, first int) (arrow.RecordBatch, error) {
+	b := NewBuilder(mem, schema, len(recs))
+	defer b.Release()
+	for ri, r := range recs {
+		if err := b.Append(r); err != nil {
+			return nil, fmt.Errorf("record %d, %w", first+ri, err)
+		}
+	}
+	return b.NewBatch(), nil
+}
+
+// Builder builds a batch of a fixed schema a record at a time. A record
+// with a value that does not fit its column is refused whole: nothing of
+// it is appended, so the caller can set it aside and go on.
+type Builder struct {
+	schema *arrow.Schema
+	b      *array.RecordBuilder
+	kinds  []colKind
+	cells  []cell // converted values of the records being appended
+}
+
+// NewBuilder returns a Builder of schema with room for capacity records
+// (mem nil: the default allocator). Release it when done.
+func NewBuilder(mem memory.Allocator, schema *arrow.Schema, capacity int) *Builder {
 	if mem == nil {
 		mem = memory.DefaultAllocator
 	}
-	b := array.NewRecordBuilder(mem, schema)
-	defer b.Release()
-	for i := range schema.NumFields() {
-		b.Field(i).Reserve(len(recs))
+	b := &Builder{schema: schema, b: array.NewRecordBuilder(mem, schema)}
+	for i, f := range schema.Fields() {
+		b.b.Field(i).Reserve(capacity)
+		b.kinds = append(b.kinds, kindOfType(f.Type))
 	}
-	for ri, r := range recs {
-		for ci, f := range schema.Fields() {
-			if err := appendValue(b.Field(ci), r[f.Name]); err != nil {
-				return nil, fmt.Errorf("record %d, column %q: %w", first+ri, f.Name, err)
-			}
-		}
-	}
-	return b.NewRecordBatch(), nil
+	return b
 }
 
-func appendValue(fb array.Builder, v any) error {
-	if v == nil {
-		fb.AppendNull()
-		return nil
+// Append appends rec, or nothing and an error naming the column whose
+// value does not fit.
+func (b *Builder) Append(rec Record) error {
+	return b.AppendAll([]Record{rec})
+}
+
+// AppendAll appends every record of recs, or none of them and an error
+// naming the record (its index in recs, when there are several) and the
+// column that does not fit.
+func (b *Builder) AppendAll(recs []Record) error {
+	fields := b.schema.Fields()
+	b.cells = b.cells[:0]
+	for ri, r := range recs {
+		for ci, f := range fields {
+			c, err := convert(b.kinds[ci], r[f.Name])
+			if err != nil {
+				if len(recs) > 1 {
+					return fmt.Errorf("record %d, column %q: %w", ri, f.Name, err)
+				}
+				return fmt.Errorf("column %q: %w", f.Name, err)
+			}
+			b.cells = append(b.cells, c)
+		}
 	}
-	switch b := fb.(type) {
-	case *array.Int64Builder:
+	for i, c := range b.cells {
+		appendCell(b.b.Field(i%len(fields)), b.kinds[i%len(fields)], c)
+	}
+	return nil
+}
+
+// NewBatch returns what was appended as a batch and starts a new one.
+func (b *Builder) NewBatch() arrow.RecordBatch { return b.b.NewRecordBatch() }
+
+// Release frees the builder's buffers.
+func (b *Builder) Release() { b.b.Release() }
+
+// colKind is how a column takes values.
+type colKind int
+
+const (
+	colInt colKind = iota
+	colFloat
+	colBool
+	colTimestamp
+	colDate
+	colString
+	colOther
+)
+
+func kindOfType(dt arrow.DataType) colKind {
+	switch dt.ID() {
+	case arrow.INT64:
+		return colInt
+	case arrow.FLOAT64:
+		return colFloat
+	case arrow.BOOL:
+		return colBool
+	case arrow.TIMESTAMP:
+		return colTimestamp
+	case arrow.DATE32:
+		return colDate
+	case arrow.STRING:
+		return colString
+	}
+	return colOther
+}
+
+// cell is one converted value: i holds ints, timestamps (µs), dates
+// (days) and booleans (0/1).
+type cell struct {
+	null bool
+	i    int64
+	f    float64
+	s    string
+}
+
+// convert checks that v fits a column of kind k and converts it.
+func convert(k colKind, v any) (cell, error) {
+	if v == nil {
+		return cell{null: true}, nil
+	}
+	switch k {
+	case colInt:
 		n, ok := v.(json.Number)
 		if !ok {
-			return fmt.Errorf("%s is not an integer", show(v))
+			return cell{}, fmt.Errorf("%s is not an integer", show(v))
 		}
 		x, err := strconv.ParseInt(string(n), 10, 64)
 		if err != nil {
 			f, ferr := strconv.ParseFloat(string(n), 64)
 			if ferr != nil || f != float64(int64(f)) {
-				return fmt.Errorf("%s is not an integer", n)
+				return cell{}, fmt.Errorf("%s is not an integer", n)
 			}
 			x = int64(f)
 		}
-		b.Append(x)
-	case *array.Float64Builder:
+		return cell{i: x}, nil
+	case colFloat:
 		n, ok := v.(json.Number)
 		if !ok {
-			return fmt.Errorf("%s is not a number", show(v))
+			return cell{}, fmt.Errorf("%s is not a number", show(v))
 		}
 		f, err := strconv.ParseFloat(string(n), 64)
 		if err != nil {
-			return fmt.Errorf("%s is not a number", n)
+			return cell{}, fmt.Errorf("%s is not a number", n)
 		}
-		b.Append(f)
-	case *array.BooleanBuilder:
+		return cell{f: f}, nil
+	case colBool:
 		x, ok := v.(bool)
 		if !ok {
-			return fmt.Errorf("%s is not a boolean", show(v))
+			return cell{}, fmt.Errorf("%s is not a boolean", show(v))
 		}
-		b.Append(x)
-	case *array.TimestampBuilder:
+		if x {
+			return cell{i: 1}, nil
+		}
+		return cell{}, nil
+	case colTimestamp:
 		s, ok := v.(string)
 		if !ok {
-			return fmt.Errorf("%s is not an RFC 3339 timestamp", show(v))
+			return cell{}, fmt.Errorf("%s is not an RFC 3339 timestamp", show(v))
 		}
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			return fmt.Errorf("%q is not an RFC 3339 timestamp", s)
+			return cell{}, fmt.Errorf("%q is not an RFC 3339 timestamp", s)
 		}
-		b.Append(arrow.Timestamp(t.UnixMicro()))
-	case *array.Date32Builder:
+		return cell{i: t.UnixMicro()}, nil
+	case colDate:
 		s, ok := v.(string)
 		if !ok {
-			return fmt.Errorf("%s is not a YYYY-MM-DD date", show(v))
+			return cell{}, fmt.Errorf("%s is not a YYYY-MM-DD date", show(v))
 		}
 		t, err := time.Parse(time.DateOnly, s)
 		if err != nil {
-			return fmt.Errorf("%q is not a YYYY-MM-DD date", s)
+			return cell{}, fmt.Errorf("%q is not a YYYY-MM-DD date", s)
 		}
-		b.Append(arrow.Date32FromTime(t))
-	case *array.StringBuilder:
+		return cell{i: int64(arrow.Date32FromTime(t))}, nil
+	case colString:
 		switch t := v.(type) {
 		case string:
-			b.Append(t)
+			return cell{s: t}, nil
 		case json.Number:
-			b.Append(string(t))
+			return cell{s: string(t)}, nil
 		case json.RawMessage:
-			b.Append(string(t))
+			return cell{s: string(t)}, nil
 		case bool:
-			b.Append(strconv.FormatBool(t))
-		default:
-			return fmt.Errorf("unsupported value %v", v)
+			return cell{s: strconv.FormatBool(t)}, nil
 		}
-	default:
-		return fmt.Errorf("unsupported column type %s", fb.Type())
+		return cell{}, fmt.Errorf("unsupported value %v", v)
 	}
-	return nil
+	return cell{}, errors.New("unsupported column type")
+}
+
+// appendCell appends a converted value to a column of kind k.
+func appendCell(fb array.Builder, k colKind, c cell) {
+	if c.null {
+		fb.AppendNull()
+		return
+	}
+	switch k {
+	case colInt:
+		fb.(*array.Int64Builder).Append(c.i)
+	case colFloat:
+		fb.(*array.Float64Builder).Append(c.f)
+	case colBool:
+		fb.(*array.BooleanBuilder).Append(c.i != 0)
+	case colTimestamp:
+		fb.(*array.TimestampBuilder).Append(arrow.Timestamp(c.i))
+	case colDate:
+		fb.(*array.Date32Builder).Append(arrow.Date32(c.i))
+	case colString:
+		fb.(*array.StringBuilder).Append(c.s)
+	}
 }
 
 func show(v any) string {
