@@ -37,7 +37,8 @@ func init() {
 			Name: "nats",
 			Summary: "read a NATS JetStream stream through a durable pull consumer; each message (json: an object or an array " +
 				"of objects, ndjson, or csv with a header line) becomes rows; messages are acknowledged only after every sink " +
-				"wrote their batch, nak'ed when it failed (at-least-once); with stop_when_idle the run ends when the consumer " +
+				"wrote their batch, nak'ed when it failed (at-least-once); a message that cannot be decoded is rejected (to on_error, then acknowledged); " +
+				"with stop_when_idle the run ends when the consumer " +
 				"has nothing pending, otherwise it runs until cancelled",
 			Config: func() any { return defaultSourceConfig() },
 			Examples: []string{
@@ -126,13 +127,22 @@ type source struct {
 	nc       *nats.Conn
 	inflight atomic.Int64 // messages emitted and not yet acknowledged or nak'ed
 	read     atomic.Int64
+	reject   pipeline.RejectFunc // nil: undecodable messages are terminated
 }
 
 var (
 	_ pipeline.Source     = (*source)(nil)
 	_ pipeline.Rereadable = (*source)(nil)
 	_ pipeline.Progresser = (*source)(nil)
+	_ pipeline.Rejecter   = (*source)(nil)
 )
+
+// SetReject makes Read hand a message it cannot decode (or whose records
+// do not fit the schema) to f as one record — its body, its subject and
+// stream sequence — and acknowledge it once f's ack says it was
+// dead-lettered (or nak it when the run failed first). Without f such a
+// message is terminated and logged.
+func (s *source) SetReject(f pipeline.RejectFunc) { s.reject = f }
 
 func newSource(cfg *SourceConfig, env pipeline.Env) *source {
 	log := env.Logger
@@ -230,7 +240,6 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 		}
 	}
 	order := &jsonbatch.KeyOrder{}
-	rows := 0
 	warned := false
 	for {
 		msgs, err := s.fetch(ctx, cons)
@@ -253,36 +262,85 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 			continue
 		}
 		s.read.Add(int64(len(msgs)))
-		var recs []jsonbatch.Record
-		var keep []jetstream.Msg
+		type decoded struct {
+			m    jetstream.Msg
+			recs []jsonbatch.Record
+		}
+		var good []decoded
+		var bad []jetstream.Msg
+		var rejects []pipeline.SourceReject
+		nrecs := 0
 		for _, m := range msgs {
 			r, err := decode(m.Data(), s.cfg.Format, order)
 			if err != nil {
-				// A message that can never be decoded would be
-				// redelivered forever: terminate it.
-				s.log.Error("nats source: undecodable message terminated", "subject", m.Subject(), "err", err)
-				_ = m.Term()
+				if s.reject == nil {
+					// A message that can never be decoded would be
+					// redelivered forever: terminate it.
+					s.log.Error("nats source: undecodable message terminated", "subject", m.Subject(), "err", err)
+					_ = m.Term()
+					continue
+				}
+				bad = append(bad, m)
+				rejects = append(rejects, rejectOf(m, err))
 				continue
 			}
-			recs = append(recs, r...)
-			keep = append(keep, m)
+			good = append(good, decoded{m: m, recs: r})
+			nrecs += len(r)
 		}
-		if len(keep) == 0 {
-			continue
-		}
-		if schema == nil {
-			schema = jsonbatch.Infer(recs, order.Keys)
-		} else if !warned && len(s.cfg.Schema) == 0 && len(order.Keys) > schema.NumFields() {
+		if schema == nil && len(good) > 0 {
+			sample := make([]jsonbatch.Record, 0, nrecs)
+			for _, d := range good {
+				sample = append(sample, d.recs...)
+			}
+			schema = jsonbatch.Infer(sample, order.Keys)
+		} else if schema != nil && !warned && len(s.cfg.Schema) == 0 && len(order.Keys) > schema.NumFields() {
 			warned = true
 			s.log.Warn("nats source: messages have keys that were not in the first fetch; they are dropped (set schema to keep them)",
 				"keys", order.Keys[schema.NumFields():])
 		}
-		b, err := jsonbatch.Build(nil, schema, recs, rows)
-		if err != nil {
-			s.nakAll(keep)
-			return fmt.Errorf("nats source: %w (the schema was inferred from the first fetch; set schema to fix it)", err)
+		var keep []jetstream.Msg
+		var b arrow.RecordBatch
+		if len(good) > 0 {
+			bld := jsonbatch.NewBuilder(nil, schema, nrecs)
+			for i, d := range good {
+				// A message's records go in whole or not at all: it is
+				// acknowledged as one.
+				if err := bld.AppendAll(d.recs); err != nil {
+					if s.reject == nil {
+						bld.Release()
+						s.nakAll(keep)
+						for _, g := range good[i:] {
+							_ = g.m.Nak()
+						}
+						return fmt.Errorf("nats source: message on %s: %w (the schema was inferred from the first fetch; set schema to fix it)", d.m.Subject(), err)
+					}
+					bad = append(bad, d.m)
+					rejects = append(rejects, rejectOf(d.m, err))
+					continue
+				}
+				keep = append(keep, d.m)
+			}
+			b = bld.NewBatch()
+			bld.Release()
 		}
-		rows += len(recs)
+		if len(bad) > 0 {
+			// Dead-lettered, then acknowledged (by the engine, through
+			// the acker), so they are not redelivered forever.
+			s.inflight.Add(int64(len(bad)))
+			if err := s.reject(ctx, rejects, s.acker(bad)); err != nil {
+				if b != nil {
+					b.Release()
+				}
+				s.nakAll(keep)
+				return err
+			}
+		}
+		if len(keep) == 0 {
+			if b != nil {
+				b.Release()
+			}
+			continue
+		}
 		s.inflight.Add(int64(len(keep)))
 		err = emit(ctx, b, s.acker(keep))
 		b.Release()
@@ -290,6 +348,16 @@ func (s *source) Read(ctx context.Context, emit pipeline.EmitFunc) error {
 			return err
 		}
 	}
+}
+
+// rejectOf is the rejected record of a message: its body, subject and
+// stream sequence.
+func rejectOf(m jetstream.Msg, err error) pipeline.SourceReject {
+	r := pipeline.SourceReject{Record: pipeline.CopyRecord(m.Data()), Input: m.Subject(), Err: err}
+	if md, merr := m.Metadata(); merr == nil {
+		r.Index = int64(md.Sequence.Stream)
+	}
+	return r
 }
 
 // fetch waits up to max_wait for up to batch_size messages. The pull
