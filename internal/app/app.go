@@ -24,6 +24,7 @@ import (
 	"github.com/kilnai/kiln/internal/catalog"
 	"github.com/kilnai/kiln/internal/config"
 	regsink "github.com/kilnai/kiln/internal/connectors/registry"
+	"github.com/kilnai/kiln/internal/gctune"
 	"github.com/kilnai/kiln/internal/grpcapi"
 	"github.com/kilnai/kiln/internal/httpapi"
 	"github.com/kilnai/kiln/internal/inference"
@@ -190,6 +191,11 @@ func (a *App) Ready() <-chan struct{} { return a.ready }
 // listeners close, in-flight requests finish (bounded by a timeout) and
 // models are unloaded.
 func (a *App) Run(ctx context.Context) error {
+	// Serving allocates request and response buffers at a high rate and
+	// keeps little alive: the collector runs less often while serving
+	// (gctune; GOGC or GOMEMLIMIT in the environment win).
+	releaseGC := gctune.Acquire()
+	defer releaseGC()
 	errc := make(chan error, 1)
 	var srv *http.Server
 	if a.http != nil {

@@ -16,6 +16,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/kilnai/kiln/internal/gctune"
 )
 
 // Engine runs plans.
@@ -197,7 +199,7 @@ func (e *Engine) Run(ctx context.Context, plan *Plan, opts RunOptions) (*RunReco
 	}
 
 	stopRecording := e.recordLive(ctx, *rec, &opts, log)
-	releaseGC := runGC.acquire()
+	releaseGC := gctune.Acquire()
 	runErr := e.safeRun(ctx, plan, env, rec, opts, log)
 	releaseGC()
 	stopRecording()

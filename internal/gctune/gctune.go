@@ -1,4 +1,7 @@
-package pipeline
+// Package gctune relaxes Go's garbage collector while Kiln does
+// allocation-heavy work that keeps little alive: pipeline runs (Arrow
+// buffers) and serving (request and response buffers).
+package gctune
 
 import (
 	"math"
@@ -9,17 +12,17 @@ import (
 	"time"
 )
 
-// Garbage collection during runs. A run allocates Arrow buffers at a high
-// rate (CSV columns, transform outputs, Parquet pages) while keeping
-// little alive (a few batches in flight), so with Go's default GOGC=100
-// the collector runs every few megabytes: over a hundred cycles a second.
-// While runs are under way the engine lets the heap grow to five times
-// the live data (GOGC=400), with a memory limit of what the process used
-// when the first run started plus gcHeadroom, so that the process stays
-// small; the limit follows the live heap upward (twice it, as GOGC=100
-// would allow) should something else in the process grow, so the
-// collector is never squeezed. When the last run ends, the previous
-// settings come back. A process started with GOGC or GOMEMLIMIT in its
+// A pipeline run allocates Arrow buffers at a high rate (CSV columns,
+// transform outputs, Parquet pages), and a server request and response
+// buffers, while keeping little alive, so with Go's default GOGC=100 the
+// collector runs every few megabytes: over a hundred cycles a second.
+// While at least one holder has called Acquire, the heap may grow to
+// five times the live data (GOGC=400), with a memory limit of what the
+// process used at the first Acquire plus gcHeadroom, so that the process
+// stays small; the limit follows the live heap upward (twice it, as
+// GOGC=100 would allow) should the process grow, so the collector is
+// never squeezed. When the last holder releases, the previous settings
+// come back. A process started with GOGC or GOMEMLIMIT in its
 // environment is left alone.
 
 const (
@@ -46,10 +49,13 @@ type gcTuner struct {
 	liveHeap  func() int64
 }
 
-var runGC = &gcTuner{getenv: os.Getenv, footprint: memFootprint, liveHeap: memLiveHeap}
+var global = &gcTuner{getenv: os.Getenv, footprint: memFootprint, liveHeap: memLiveHeap}
 
-// acquire applies the run settings (for the first holder); release undoes
-// them (for the last).
+// Acquire applies the settings (for the first holder) and returns the
+// function that gives them back (undone by the last holder); calling it
+// more than once is harmless.
+func Acquire() (release func()) { return global.acquire() }
+
 func (g *gcTuner) acquire() (release func()) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
