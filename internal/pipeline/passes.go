@@ -169,12 +169,7 @@ func (a *runStats) list(cur []StageStats, p pass) []StageStats {
 	if a.dlq != nil {
 		d := *a.dlq
 		for _, s := range dlqs {
-			d.RowsIn += s.RowsIn
-			d.RowsOut += s.RowsOut
-			d.RowsRejected += s.RowsRejected
-			d.Batches += s.Batches
-			d.Bytes += s.Bytes
-			d.Duration += s.Duration
+			d.Add(s)
 		}
 		out = append(out, d)
 	}

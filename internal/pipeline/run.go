@@ -36,6 +36,17 @@ type StageStats struct {
 	Duration time.Duration `json:"duration_ns"`
 }
 
+// Add adds o's counters and duration to s (merging passes of one run, or
+// the tasks of a distributed run).
+func (s *StageStats) Add(o StageStats) {
+	s.RowsIn += o.RowsIn
+	s.RowsOut += o.RowsOut
+	s.RowsRejected += o.RowsRejected
+	s.Batches += o.Batches
+	s.Bytes += o.Bytes
+	s.Duration += o.Duration
+}
+
 // ModelRef names a model version a run fed.
 type ModelRef struct {
 	Model   string `json:"model"`

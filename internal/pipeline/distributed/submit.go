@@ -305,13 +305,7 @@ func merge(rec *pipeline.RunRecord, done map[string]*pipeline.RunRecord) {
 				idx[s.Stage] = i
 				rec.Stages = append(rec.Stages, pipeline.StageStats{Stage: s.Stage, Component: s.Component})
 			}
-			a := &rec.Stages[i]
-			a.RowsIn += s.RowsIn
-			a.RowsOut += s.RowsOut
-			a.RowsRejected += s.RowsRejected
-			a.Batches += s.Batches
-			a.Bytes += s.Bytes
-			a.Duration += s.Duration
+			rec.Stages[i].Add(s)
 		}
 		for _, m := range t.Lineage {
 			if !seen[m] {
