@@ -65,7 +65,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("run store: unsupported database %q (want sqlite:PATH or postgres://...)", redact(dsn))
 	}
-	if err := s.db.PingContext(ctx); err != nil {
+	if err := s.connect(ctx); err != nil {
 		s.db.Close()
 		return nil, fmt.Errorf("run store: connect: %w", err)
 	}
@@ -75,6 +75,29 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	return &s, nil
 }
+
+// connect opens the first connection. Processes opening a new SQLite
+// file together race to switch it to WAL, and that switch answers
+// SQLITE_BUSY at once instead of waiting for busy_timeout, so a busy
+// answer is retried for a while.
+func (s *Store) connect(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.db.PingContext(ctx)
+		var se interface{ Code() int }
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqliteBusy || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// sqliteBusy is SQLite's primary result code SQLITE_BUSY.
+const sqliteBusy = 5
 
 // redact drops a DSN's password before it appears in a message.
 func redact(dsn string) string {
