@@ -59,17 +59,7 @@ func BenchmarkCSVRead(b *testing.B) {
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	for range b.N {
-		src, err := newSource(cfg, pipeline.Env{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		n := int64(0)
-		if err := src.Read(context.Background(), func(_ context.Context, bt pipeline.Batch, _ pipeline.AckFunc) error {
-			n += bt.NumRows()
-			return nil
-		}); err != nil {
-			b.Fatal(err)
-		}
+		n := countRows(b, cfg)
 		if rows < 0 {
 			rows = n
 		}
@@ -234,17 +224,7 @@ func BenchmarkNDJSONRead(b *testing.B) {
 	b.SetBytes(st.Size())
 	b.ResetTimer()
 	for range b.N {
-		src, err := newSource(cfg, pipeline.Env{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		n := int64(0)
-		if err := src.Read(context.Background(), func(_ context.Context, bt pipeline.Batch, _ pipeline.AckFunc) error {
-			n += bt.NumRows()
-			return nil
-		}); err != nil {
-			b.Fatal(err)
-		}
+		n := countRows(b, cfg)
 		if n != rows {
 			b.Fatalf("%d rows, want %d", n, rows)
 		}
@@ -306,4 +286,21 @@ func BenchmarkCSVReadRejects(b *testing.B) {
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(rows*int64(b.N)), "cpu-ns/row")
 		})
 	}
+}
+
+// countRows reads the source cfg describes and returns its row count.
+func countRows(b *testing.B, cfg *SourceConfig) int64 {
+	b.Helper()
+	src, err := newSource(cfg, pipeline.Env{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := int64(0)
+	if err := src.Read(context.Background(), func(_ context.Context, bt pipeline.Batch, _ pipeline.AckFunc) error {
+		n += bt.NumRows()
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
