@@ -132,14 +132,16 @@ func (b *Backend) load(ctx context.Context, spec inference.LoadSpec) (*model, er
 	if maxElements <= 0 {
 		maxElements = tensor.DefaultMaxElements
 	}
-	return &model{
+	m := &model{
 		name:        spec.Name,
 		version:     spec.Version,
 		md:          md,
 		sess:        sess,
 		maxElements: maxElements,
 		memory:      max(rssBytes()-before, 0),
-	}, nil
+	}
+	m.runNanos.Store(-1)
+	return m, nil
 }
 
 // modelInfo reads the model's inputs and outputs through a throwaway
