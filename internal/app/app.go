@@ -30,6 +30,7 @@ import (
 	"github.com/kilnai/kiln/internal/inference"
 	"github.com/kilnai/kiln/internal/pipeline"
 	"github.com/kilnai/kiln/internal/pipeline/runstore"
+	"github.com/kilnai/kiln/internal/proctune"
 	"github.com/kilnai/kiln/internal/registry"
 	"github.com/kilnai/kiln/internal/registry/sqlstore"
 	"github.com/kilnai/kiln/internal/serving"
@@ -61,6 +62,7 @@ type App struct {
 	datasets *regsink.Store
 	blobs    *artifact.Store
 	registry *registry.Service
+	procs    *proctune.Tuner // nil unless adaptive_procs
 }
 
 // New wires a server from cfg. It opens listeners (so a port conflict
@@ -95,7 +97,14 @@ func New(cfg config.Server, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("response cache: %w", err)
 	}
+	var procs *proctune.Tuner
+	var load serving.LoadObserver // stays a nil interface without a tuner
+	if cfg.AdaptiveProcs {
+		procs = proctune.New(log.With("component", "proctune"))
+		load = procs
+	}
 	mgr := serving.New(serving.Options{
+		Load:        load,
 		Cache:       cache,
 		Catalog:     catalog.NewRepository(cfg.ModelRepository),
 		Backends:    backends,
@@ -103,7 +112,7 @@ func New(cfg config.Server, log *slog.Logger) (*App, error) {
 		Registerer:  reg,
 		MaxElements: cfg.MaxElements,
 	})
-	a := &App{cfg: cfg, log: log, reg: reg, manager: mgr, cache: cache, ready: make(chan struct{})}
+	a := &App{cfg: cfg, log: log, reg: reg, manager: mgr, cache: cache, procs: procs, ready: make(chan struct{})}
 	if err := a.openPipelines(); err != nil {
 		return nil, err
 	}
@@ -243,6 +252,10 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.log.Info("kiln is ready", "http", a.httpAddr, "grpc", a.grpcAddr)
 	close(a.ready)
+	// At low load, Go code runs on one processor (fewer cross-core
+	// wake-ups per request); see internal/proctune.
+	a.procs.Start()
+	defer a.procs.Stop()
 	pollCtx, stopPoll := context.WithCancel(context.Background())
 	pollDone := make(chan struct{})
 	go func() {

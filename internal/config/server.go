@@ -34,6 +34,7 @@ type Server struct {
 	Registry        string   `yaml:"registry" env:"KILN_REGISTRY" usage:"model registry database: empty for SQLite at <data_dir>/registry.db, a SQLite path, or postgres://..."`
 	MaxUploadSize   ByteSize `yaml:"max_upload_size" env:"KILN_MAX_UPLOAD_SIZE" usage:"largest model artifact accepted by an upload"`
 	DebugAddr       string   `yaml:"debug_addr" env:"KILN_DEBUG_ADDR" usage:"listen address of Go's runtime profiles (/debug/pprof/); empty disables"`
+	AdaptiveProcs   bool     `yaml:"adaptive_procs" env:"KILN_ADAPTIVE_PROCS" usage:"run Go code on one processor while at most one request is in flight (lower latency at low load; GOMAXPROCS is the maximum)"`
 }
 
 // DefaultServer returns the defaults: loopback listeners, ./models, ./data.
@@ -52,6 +53,7 @@ func DefaultServer() Server {
 		Cache:           "memory",
 		CacheSize:       256 << 20,
 		MaxUploadSize:   4 << 30,
+		AdaptiveProcs:   true,
 	}
 }
 

@@ -40,6 +40,15 @@ type Options struct {
 	// Cache stores responses of models whose config sets response_cache
 	// (nil: no response caching).
 	Cache respcache.Cache
+	// Load is told when each request starts and ends (nil: nobody).
+	Load LoadObserver
+}
+
+// LoadObserver follows the number of requests in flight (proctune
+// adapts the scheduler to it).
+type LoadObserver interface {
+	Enter()
+	Exit()
 }
 
 // Manager owns every loaded model version.

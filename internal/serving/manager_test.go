@@ -403,3 +403,68 @@ func TestUnloadWaitsForInFlight(t *testing.T) {
 		t.Fatalf("%d models still open after unload", fake.Open())
 	}
 }
+
+// loadCounter is a serving.LoadObserver that records what it is told.
+type loadCounter struct {
+	mu                sync.Mutex
+	in, peak, entered int
+	exited            int
+}
+
+func (l *loadCounter) Enter() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.in++
+	l.entered++
+	l.peak = max(l.peak, l.in)
+}
+
+func (l *loadCounter) Exit() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.in--
+	l.exited++
+}
+
+// TestLoadObserver checks that every Infer call, answered or failed, is
+// announced and retired once, and that concurrent calls overlap.
+func TestLoadObserver(t *testing.T) {
+	dir := repo(t, map[string]string{"good/1/model.fake.json": fakeSpec})
+	fake := inferencetest.NewFake()
+	load := &loadCounter{}
+	m := serving.New(serving.Options{
+		Catalog:    catalog.NewRepository(dir),
+		Backends:   []inference.Backend{fake},
+		Registerer: prometheus.NewRegistry(),
+		Load:       load,
+	})
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	if err := m.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	in := rowsInput(1, 0)
+	if _, err := m.Infer(context.Background(), "good", "", &serving.Request{Inputs: []tensor.Tensor{in}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Infer(context.Background(), "nope", "", &serving.Request{Inputs: []tensor.Tensor{in}}); err == nil {
+		t.Fatal("inference on a missing model succeeded")
+	}
+	fake.SetDelay(50 * time.Millisecond)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if _, err := m.Infer(context.Background(), "good", "", &serving.Request{Inputs: []tensor.Tensor{in}}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	load.mu.Lock()
+	defer load.mu.Unlock()
+	if load.entered != 6 || load.exited != 6 || load.in != 0 {
+		t.Errorf("entered %d, exited %d, in flight %d; want 6, 6, 0", load.entered, load.exited, load.in)
+	}
+	if load.peak < 2 {
+		t.Errorf("peak in flight %d with 4 concurrent slow calls, want at least 2", load.peak)
+	}
+}

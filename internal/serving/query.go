@@ -64,6 +64,10 @@ func (m *Manager) resolve(name, ver string) (*version, error) {
 
 // Infer runs one request on a model version ("" = the default version).
 func (m *Manager) Infer(ctx context.Context, name, ver string, req *Request) (*Response, error) {
+	if m.opts.Load != nil {
+		m.opts.Load.Enter()
+		defer m.opts.Load.Exit()
+	}
 	v, err := m.resolve(name, ver)
 	if err != nil {
 		return nil, err
