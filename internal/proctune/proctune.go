@@ -14,11 +14,11 @@
 // same thread after the handler.
 //
 // The Tuner watches the in-flight requests (Enter/Exit, called by the
-// serving layer) and, every tick, the scheduler's runnable and running
-// goroutines and its latencies (runtime/metrics):
+// serving layer) and, every tick, the process's CPU time and the
+// scheduler's latencies (runtime/metrics):
 //   - down to one P once, for quietFor, at most one request was in flight
-//     at a time, at most one goroutine besides the tuner wanted a P and no
-//     goroutine waited long for one; never sooner than hold after going
+//     at a time, the process used little more than one core and no
+//     goroutine waited long for a P; never sooner than hold after going
 //     up;
 //   - back up at once when a second request enters, and after a window in
 //     which goroutines waited a long time for the one P (a pipeline, a
@@ -36,6 +36,7 @@ import (
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -50,6 +51,10 @@ const (
 	// last).
 	hold     = time.Second
 	holdBusy = 5 * time.Second
+	// A quiet stretch uses at most quietCores on average and no tick more
+	// than burstCores: a process busy beyond one core has work for more.
+	quietCores = 1.2
+	burstCores = 1.6
 	// window is the number of ticks judged together while on one P:
 	// slowEvents scheduling latencies (runnable to running) of at least
 	// slowLatency within it bring the Ps back. (The count of goroutines
@@ -67,9 +72,8 @@ const (
 
 // Sample is one reading of the scheduler.
 type Sample struct {
-	// Running is the number of goroutines running Go code (the tuner's
-	// own included), Runnable the number waiting for a P.
-	Running, Runnable uint64
+	// CPU is the process's cumulative CPU time (user and system).
+	CPU time.Duration
 	// Slow is the cumulative count of scheduling latencies (runnable to
 	// running) of at least slowLatency.
 	Slow uint64
@@ -88,7 +92,10 @@ type Tuner struct {
 	procs    int
 	upAt     time.Time
 	holdFor  time.Duration
-	quietAt  time.Time // start of the current quiet stretch (zero: not quiet)
+	quietAt  time.Time     // start of the current quiet stretch (zero: not quiet)
+	quietCPU time.Duration // CPU time at quietAt
+	lastCPU  time.Duration
+	lastAt   time.Time
 	downAt   time.Time // last switch to one P
 	busyHold time.Duration
 	lastSlow uint64
@@ -154,7 +161,8 @@ func (t *Tuner) Start() {
 	t.mu.Lock()
 	t.upAt = t.now()
 	t.holdFor = hold
-	t.lastSlow = t.sample().Slow
+	s := t.sample()
+	t.lastSlow, t.lastCPU, t.lastAt = s.Slow, s.CPU, t.upAt
 	t.mu.Unlock()
 	go func() {
 		defer close(t.done)
@@ -200,7 +208,11 @@ func (t *Tuner) Tick() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	slow := s.Slow - t.lastSlow
-	t.lastSlow = s.Slow
+	cores := 0.0
+	if d := now.Sub(t.lastAt); d > 0 {
+		cores = float64(s.CPU-t.lastCPU) / float64(d)
+	}
+	t.lastSlow, t.lastCPU, t.lastAt = s.Slow, s.CPU, now
 	if t.procs == 1 {
 		i := t.n % window
 		t.slow[i] = slow
@@ -220,18 +232,17 @@ func (t *Tuner) Tick() {
 		t.up("goroutines wait long for one processor", t.busyHold)
 		return
 	}
-	others := s.Running + s.Runnable
-	if others > 0 {
-		others-- // the tuner itself
-	}
-	if peak > 1 || others > 1 || slow > 0 {
+	if peak > 1 || slow > 0 || cores > burstCores {
 		t.quietAt = time.Time{}
 		return
 	}
 	if t.quietAt.IsZero() {
-		t.quietAt = now
+		t.quietAt, t.quietCPU = now, s.CPU
+		return
 	}
-	if now.Sub(t.quietAt) >= quietFor && now.Sub(t.upAt) >= t.holdFor && t.inflight.Load() <= 1 {
+	q := now.Sub(t.quietAt)
+	if q >= quietFor && now.Sub(t.upAt) >= t.holdFor && t.inflight.Load() <= 1 &&
+		float64(s.CPU-t.quietCPU)/float64(q) <= quietCores {
 		t.procs = 1
 		t.low.Store(true)
 		t.n = 0
@@ -253,23 +264,17 @@ func (t *Tuner) up(reason string, holdFor time.Duration) {
 	t.log.Debug("load: running Go code on every processor", "procs", t.max, "reason", reason)
 }
 
-// readSample reads the process's scheduler through runtime/metrics.
+// readSample reads the process's CPU time and scheduling latencies.
 func readSample() Sample {
-	s := []metrics.Sample{
-		{Name: "/sched/goroutines/running:goroutines"},
-		{Name: "/sched/goroutines/runnable:goroutines"},
-		{Name: "/sched/latencies:seconds"},
-	}
-	metrics.Read(s)
 	var out Sample
-	if s[0].Value.Kind() == metrics.KindUint64 {
-		out.Running = s[0].Value.Uint64()
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		out.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	if s[1].Value.Kind() == metrics.KindUint64 {
-		out.Runnable = s[1].Value.Uint64()
-	}
-	if s[2].Value.Kind() == metrics.KindFloat64Histogram {
-		h := s[2].Value.Float64Histogram()
+	s := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindFloat64Histogram {
+		h := s[0].Value.Float64Histogram()
 		for i, c := range h.Counts {
 			if h.Buckets[i] >= slowLatency.Seconds() {
 				out.Slow += c

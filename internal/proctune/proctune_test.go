@@ -12,7 +12,8 @@ type rig struct {
 	t     *Tuner
 	now   time.Time
 	s     Sample
-	procs []int // every GOMAXPROCS the tuner set
+	cores float64 // CPU the process uses while the clock runs
+	procs []int   // every GOMAXPROCS the tuner set
 }
 
 func newRig(max int) *rig {
@@ -26,6 +27,7 @@ func newRig(max int) *rig {
 func (r *rig) run(d time.Duration) {
 	for end := r.now.Add(d); r.now.Before(end); {
 		r.now = r.now.Add(tick)
+		r.s.CPU += time.Duration(r.cores * float64(tick))
 		r.t.Tick()
 	}
 }
@@ -69,9 +71,21 @@ func TestTuner(t *testing.T) {
 			r.t.Exit()
 			r.run(hold + quietFor + tick)
 		}, []int{1, 2, 1}, 1},
-		{"goroutines wanting a P keep them", func(r *rig) {
-			r.s.Running, r.s.Runnable = 2, 1 // the tuner and two others
+		{"one busy core goes down", func(r *rig) {
+			r.cores = 1
+			r.run(2 * time.Second)
+		}, []int{1}, 1},
+		{"more than a core busy keeps them", func(r *rig) {
+			r.cores = 1.4
 			r.run(3 * time.Second)
+		}, nil, 2},
+		{"bursts beyond a core keep them", func(r *rig) {
+			for range 100 {
+				r.cores = 0.2
+				r.run(5 * tick)
+				r.cores = 1.9
+				r.run(tick)
+			}
 		}, nil, 2},
 		{"slow scheduling on one P brings them back", func(r *rig) {
 			r.run(2 * time.Second)
