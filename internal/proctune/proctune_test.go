@@ -3,6 +3,7 @@ package proctune
 import (
 	"log/slog"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
@@ -123,7 +124,7 @@ func TestTuner(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(2)
 			tt.steps(r)
-			if !equal(r.procs, tt.want) {
+			if !slices.Equal(r.procs, tt.want) {
 				t.Errorf("GOMAXPROCS calls %v, want %v", r.procs, tt.want)
 			}
 			if got := r.t.Procs(); got != tt.procs {
@@ -131,18 +132,6 @@ func TestTuner(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestNil: a nil tuner (adaptive_procs off) is usable.
