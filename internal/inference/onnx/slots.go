@@ -92,10 +92,10 @@ func (m *model) inferBound(ctx context.Context, inputs []*tensor.Tensor, want []
 	if m.noBound.Load() {
 		return nil, false
 	}
-	if ctx.Done() != nil {
-		if r := m.runNanos.Load(); r < 0 || r > int64(shortRun) {
-			return nil, false
-		}
+	// Runs known to be short need no look at ctx: asking a request
+	// context for its Done channel would make it allocate one.
+	if r := m.runNanos.Load(); (r < 0 || r > int64(shortRun)) && ctx.Done() != nil {
+		return nil, false
 	}
 	if _, ok := boundEligible(inputs); !ok {
 		return nil, false
