@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -186,6 +187,12 @@ func scalar(raw json.RawMessage) (any, error) {
 	}
 	switch t[0] {
 	case '{', '[':
+		// Kept as text for a utf8 column, which must hold valid UTF-8:
+		// invalid bytes (JSON allows them only inside strings) become
+		// U+FFFD, as encoding/json does when it decodes a string.
+		if !utf8.Valid(t) {
+			t = bytes.ToValidUTF8(t, []byte("\uFFFD"))
+		}
 		return json.RawMessage(t), nil
 	case 'n':
 		return nil, nil
