@@ -8,8 +8,9 @@
 // scheduler wake a second thread through a futex, which spins, perhaps
 // steals the goroutine to another core, finds nothing else and sleeps
 // again. On virtual machines those wake-ups are expensive: measured on a
-// 2-core VM at concurrency 1, a model server answered in 129 instead of
-// 154 µs over HTTP and 230 instead of 270 µs over gRPC with one P (see
+// 2-core VM at concurrency 1 with the MLP benchmark model, Kiln answered
+// in 129 instead of 144 µs (median) over HTTP binary and in 240 instead of
+// 297 µs over gRPC with this tuner (see docs/serving.md and
 // docs/benchmarks.md). With one P the woken goroutines simply run on the
 // same thread after the handler.
 //

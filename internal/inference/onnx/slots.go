@@ -69,18 +69,17 @@ func (s *slot) destroy() {
 }
 
 // boundEligible reports whether inputs may take the bound path, judged on
-// the inputs alone: numeric, at least one dimension, not empty.
-func boundEligible(inputs []*tensor.Tensor) (size int, ok bool) {
-	if len(inputs) == 0 {
-		return 0, false
-	}
+// the inputs alone: numeric, at least one dimension, not empty, and no
+// more than slotMaxBytes together.
+func boundEligible(inputs []*tensor.Tensor) bool {
+	size := 0
 	for _, t := range inputs {
 		if t.DataType == tensor.Bytes || len(t.Shape) == 0 || len(t.Data) == 0 {
-			return 0, false
+			return false
 		}
 		size += len(t.Data)
 	}
-	return size, size <= slotMaxBytes
+	return len(inputs) > 0 && size <= slotMaxBytes
 }
 
 // inferBound runs inputs (validated, in session order) on a slot and
@@ -97,7 +96,7 @@ func (m *model) inferBound(ctx context.Context, inputs []*tensor.Tensor, want []
 	if r := m.runNanos.Load(); (r < 0 || r > int64(shortRun)) && ctx.Done() != nil {
 		return nil, false
 	}
-	if _, ok := boundEligible(inputs); !ok {
+	if !boundEligible(inputs) {
 		return nil, false
 	}
 	s := m.takeSlot(inputs)
@@ -105,15 +104,11 @@ func (m *model) inferBound(ctx context.Context, inputs []*tensor.Tensor, want []
 		return nil, false
 	}
 	for i, t := range inputs {
-		buf := s.inBufs[i]
-		copy(buf, t.Data)
+		data := t.Data
 		if t.DataType == tensor.Bool {
-			for k, v := range buf {
-				if v > 1 {
-					buf[k] = 1
-				}
-			}
+			data = normalizeBools(data)
 		}
+		copy(s.inBufs[i], data)
 	}
 	start := time.Now()
 	err := m.sess.RunWithBinding(s.bind)
